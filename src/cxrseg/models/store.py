@@ -1,0 +1,114 @@
+"""Save and load models as safetensors + a JSON model card; the registry of shipped weights.
+
+A card says what a user needs to trust and reuse a model: architecture, input size, normalisation,
+decision thresholds, training data and command, measured metrics, software versions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cxrseg._atomic import atomic_path, atomic_write_text
+from cxrseg.errors import CxrsegError
+from cxrseg.models.factory import ModelConfig, SegNet, build_model
+
+STAGES = ("lung", "infection")
+NORMALISATION = "grayscale in [0, 1]: 8-bit / 255, deeper images min-max stretched (cxrseg.data.io)"
+
+
+def software_versions() -> dict[str, str]:
+    import monai
+    import numpy
+
+    from cxrseg import __version__
+
+    return {
+        "cxrseg": __version__,
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def default_card(stage: str, config: ModelConfig, input_size: int = 256) -> dict:
+    """A card with the fields every model has; training fills in data, command and metrics."""
+    return {
+        "name": f"cxrseg-{stage}",
+        "stage": stage,
+        "task": "lung segmentation" if stage == "lung" else "COVID-19 infection segmentation in the lung ROI",
+        "architecture": {"type": "monai.networks.nets.UNet", **config.to_dict()},
+        "input_size": input_size,
+        "input": "chest X-ray" if stage == "lung" else "lung ROI: X-ray multiplied by the lung mask",
+        "normalisation": NORMALISATION,
+        "threshold": 0.5,
+        "image_threshold": 0.5 if config.classifier else None,
+        "min_area": 0,
+        "training": {},
+        "metrics": {},
+        "software": software_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def card_path(weights: str | Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def save_model(weights: str | Path, model: SegNet, card: dict) -> Path:
+    """Write ``weights`` (.safetensors) and its card (.json) atomically; returns the weights path."""
+    weights = Path(weights).with_suffix(".safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"stage": str(card.get("stage", ""))})
+    card = {**card, "architecture": {"type": "monai.networks.nets.UNet", **model.config.to_dict()}}
+    atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")
+    return weights
+
+
+def read_card(weights: str | Path) -> dict:
+    path = card_path(weights)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise CxrsegError(f"{path}: model card not found (it belongs beside {Path(weights).name})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CxrsegError(f"{path}: model card is not valid JSON ({e})") from e
+
+
+def load_model(weights: str | Path, map_location: str = "cpu") -> tuple[SegNet, dict]:
+    """Load a model and its card; a missing or unreadable file gives one clear :class:`CxrsegError`."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise CxrsegError(f"{weights}: checkpoint not found")
+    card = read_card(weights)
+    try:
+        config = ModelConfig.from_dict({k: v for k, v in card["architecture"].items() if k != "type"})
+        model = build_model(config)
+        state = load_file(str(weights), device=map_location)
+        model.load_state_dict(state)
+    except (KeyError, TypeError) as e:
+        raise CxrsegError(f"{weights}: model card does not describe a cxrseg model ({e})") from e
+    except RuntimeError as e:
+        raise CxrsegError(f"{weights}: checkpoint does not match its card ({str(e).splitlines()[0]})") from e
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CxrsegError(f"{weights}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+    model.eval()
+    return model, card
+
+
+def shipped_weights(stage: str) -> Path:
+    """Path of the model shipped inside the package for ``stage`` ('lung' or 'infection')."""
+    if stage not in STAGES:
+        raise CxrsegError(f"unknown stage {stage!r}; use one of {STAGES}")
+    path = Path(str(resources.files("cxrseg.models") / "weights" / f"{stage}.safetensors"))
+    if not path.is_file():
+        raise CxrsegError(f"{path}: the shipped {stage} model is missing from this install; pass a model path")
+    return path

@@ -1,0 +1,64 @@
+"""Training configuration: one dataclass whose defaults train a usable model on COVID-QU-Ex."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cxrseg.models.factory import ModelConfig
+
+LOSSES = ("bce_dice", "focal_jaccard", "focal_tversky")
+ROI_SOURCES = ("predicted", "ground_truth")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``cxrseg train`` needs. ``stage`` is 'lung' (stage 1) or 'infection' (stage 2).
+
+    Stage 2 trains on the lung ROI: by default the stage-1 model's own predictions (``roi='predicted'``,
+    so training sees what inference will), or the ground-truth lung masks (``roi='ground_truth'``).
+    """
+
+    stage: str
+    data: Path
+    out: Path
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    size: int = 256
+    loss: str = "bce_dice"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    roi: str = "predicted"
+    lung_model: Path | None = None  # stage-1 weights for roi='predicted'; default: the shipped model
+    init_from: Path | None = None  # transfer: start from these weights (e.g. stage 1), matching layers only
+    class_loss_weight: float = 0.5  # weight of the image-level head's BCE (stage 2)
+    train_split: str = "Train"
+    val_split: str = "Val"
+    max_train: int | None = None  # subsample for quick runs (stratified by class)
+    max_val: int | None = None
+    num_workers: int = 0
+    device: str = "auto"
+    resume: bool = True
+    amp: bool = True  # bf16 autocast on GPU; ignored on CPU
+    progress: bool = True
+    command: str = ""  # the command line that started the run, kept in the card
+
+    def __post_init__(self) -> None:
+        from cxrseg.errors import CxrsegError
+
+        if self.stage not in ("lung", "infection"):
+            raise CxrsegError(f"unknown stage {self.stage!r}; use 'lung' or 'infection'")
+        if self.loss not in LOSSES:
+            raise CxrsegError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.roi not in ROI_SOURCES:
+            raise CxrsegError(f"unknown ROI source {self.roi!r}; use one of {', '.join(ROI_SOURCES)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise CxrsegError(f"{name} must be at least 1")
+        self.data, self.out = Path(self.data), Path(self.out)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

@@ -1,0 +1,287 @@
+"""fit(): train one stage with validation, best checkpoint, resume, logs, progress, and optional DDP.
+
+Files in ``config.out``:
+  last.pt             full state (model, optimizer, scheduler, epoch, history), rewritten atomically each epoch
+  best.safetensors    the weights with the best validation Dice, and best.json, its model card
+  log.csv, log.json   one row per epoch: losses, validation figures, learning rate, seconds
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from cxrseg._atomic import atomic_path, atomic_write_text
+from cxrseg.data.covidqu import LUNG_PART, Sample, find_dataset, require_samples
+from cxrseg.data.dataset import ArrayBundle, SegmentationDataset, load_arrays
+from cxrseg.errors import CxrsegError
+from cxrseg.evaluation.metrics import Counts, detection, summarize
+from cxrseg.inference.backends import TorchBackend, resolve_device
+from cxrseg.inference.postprocess import clean_lung
+from cxrseg.models.factory import SegNet, build_model, split_outputs
+from cxrseg.models.store import default_card, load_model, save_model, shipped_weights
+from cxrseg.training import distributed as ddp
+from cxrseg.training.config import TrainConfig
+from cxrseg.training.losses import build_loss
+
+
+@dataclass
+class FitResult:
+    best_weights: Path
+    best_metric: float
+    best_epoch: int
+    history: list[dict]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stratified_subset(samples: list[Sample], k: int | None, seed: int) -> list[Sample]:
+    """At most ``k`` samples with the classes in their original proportions (all if ``k`` is None)."""
+    if k is None or k >= len(samples):
+        return samples
+    rng = random.Random(seed)
+    by_class: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_class.setdefault(s.label, []).append(s)
+    out = []
+    for group in by_class.values():
+        out += rng.sample(group, max(1, round(k * len(group) / len(samples))))
+    return sorted(out, key=lambda s: (s.label, s.name))[: max(k, len(by_class))]
+
+
+def predicted_lung_roi(lung_model: SegNet, images: np.ndarray, device: torch.device, batch_size: int = 32) -> np.ndarray:
+    """Stage-1 lung masks (N, S, S) bool for uint8 images at the model size, post-processed."""
+    backend = TorchBackend(lung_model, device)
+    out = np.zeros(images.shape, bool)
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size, None].astype(np.float32) / 255.0
+        seg, _ = backend(x)
+        for j, logit in enumerate(seg[:, 0]):
+            out[i + j] = clean_lung(logit > 0)
+    return out
+
+
+def _load_split(cfg: TrainConfig, split: str, limit: int | None, show: bool) -> ArrayBundle:
+    # Stage 2 needs infection masks; stage 1 prefers the larger lung part when the folder has it.
+    part = "infection" if cfg.stage == "infection" else ("lung" if (cfg.data / LUNG_PART).is_dir() else "auto")
+    index = find_dataset(cfg.data, part=part, splits=(split,))
+    samples = stratified_subset(require_samples(index, (split,), cfg.stage), limit, cfg.seed)
+    bar = (lambda it: tqdm(it, desc=f"load {split}", unit="img", leave=False)) if show else None
+    return load_arrays(samples, cfg.size, progress=bar)
+
+
+def _transfer(model: SegNet, path: Path) -> int:
+    """Copy every tensor of ``path`` whose name and shape match; returns how many were copied."""
+    src, _ = load_model(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    own.update(matched)
+    model.load_state_dict(own)
+    return len(matched)
+
+
+def _validate(model, loader, cfg: TrainConfig, device, info: ddp.DistInfo) -> dict:
+    """Per-image Counts on this rank's shard, gathered on all ranks, summarised."""
+    model.eval()
+    parts, positives = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            x = batch["image"].to(device)
+            seg, cls = split_outputs(model(x))
+            pred = (seg[:, 0] > 0).cpu().numpy()
+            gt = batch["mask"][:, 0].numpy() > 0.5
+            if cfg.stage == "lung":
+                pred = np.stack([clean_lung(p) for p in pred])
+            else:
+                pred &= batch["roi"][:, 0].numpy() > 0.5
+                if cls is not None:
+                    pred &= (cls.float() >= 0).cpu().numpy()[:, None, None]
+            parts.append(Counts.of(pred, gt))
+            positives.append(batch["has_infection"].numpy() > 0.5)
+    gathered = ddp.gather_objects((parts, positives), info)
+    counts = Counts.concat([c for g in gathered for c in g[0]])
+    out = {"val_" + k: v for k, v in summarize(counts).items() if k in ("dice_mean", "iou_mean", "dice_pooled")}
+    if cfg.stage == "infection":
+        pos = np.concatenate([p for g in gathered for p in g[1]])
+        pred_pos = ~counts.pred_empty
+        det = detection(pred_pos, pos)
+        out["val_dice_mean_covid"] = summarize(counts[pos])["dice_mean"]
+        out["val_neg_with_infection"] = det["false_positive_rate"]
+        out["val_sensitivity"] = det["sensitivity"]
+    return out
+
+
+def _write_logs(out: Path, history: list[dict]) -> None:
+    atomic_write_text(out / "log.json", json.dumps(history, indent=2) + "\n")
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(out / "log.csv", buf.getvalue())
+
+
+def fit(cfg: TrainConfig) -> FitResult:
+    """Train ``cfg.stage`` and return where the best weights are; resumes from ``out/last.pt`` if present."""
+    info = ddp.init_distributed()
+    try:
+        return _fit(cfg, info)
+    finally:
+        ddp.cleanup(info)
+
+
+def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
+    show = cfg.progress and info.is_main
+    device = resolve_device(cfg.device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    seed_everything(cfg.seed + info.rank)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+
+    train = _load_split(cfg, cfg.train_split, cfg.max_train, show)
+    val = _load_split(cfg, cfg.val_split, cfg.max_val, show)
+    train_roi = val_roi = None
+    roi_source = "n/a"
+    if cfg.stage == "infection":
+        if cfg.roi == "predicted":
+            lung_path = cfg.lung_model or shipped_weights("lung")
+            lung_model, _ = load_model(lung_path)
+            lung_model.to(device)
+            train_roi = predicted_lung_roi(lung_model, train.images, device)
+            val_roi = predicted_lung_roi(lung_model, val.images, device)
+            roi_source = f"stage-1 predictions of {lung_path}"
+            del lung_model
+        else:
+            roi_source = "ground-truth lung masks"
+
+    train_ds = SegmentationDataset(train, cfg.stage, roi=train_roi, augment=True, seed=cfg.seed + info.rank)
+    val_ds = SegmentationDataset(val, cfg.stage, roi=val_roi, augment=False)
+    sampler = DistributedSampler(train_ds, info.world_size, info.rank, seed=cfg.seed) if info.enabled else None
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=len(train_ds) > cfg.batch_size * info.world_size,
+        persistent_workers=cfg.num_workers > 0,
+    )
+    val_shard = Subset(val_ds, list(range(info.rank, len(val_ds), info.world_size)))
+    val_loader = DataLoader(val_shard, batch_size=cfg.batch_size * 2, num_workers=0)
+
+    model = build_model(cfg.model).to(device)
+    if cfg.init_from is not None:
+        n = _transfer(model, cfg.init_from)
+        if show:
+            tqdm.write(f"transfer: {n} tensors copied from {cfg.init_from}")
+    model = model.to(device)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.enabled else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(train_loader))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1, anneal_strategy="cos"
+    )
+    seg_loss = build_loss(cfg.loss)
+    cls_loss = torch.nn.BCEWithLogitsLoss()
+    use_amp = cfg.amp and device.type == "cuda"
+
+    start_epoch, best, best_epoch, history = 0, -math.inf, -1, []
+    last = cfg.out / "last.pt"
+    best_path = cfg.out / "best.safetensors"
+    if cfg.resume and last.exists():
+        try:
+            state = torch.load(last, map_location=device, weights_only=False)
+        except Exception as e:
+            raise CxrsegError(f"{last}: cannot resume, checkpoint unreadable ({e}); delete it or pass --no-resume") from e
+        if state.get("stage") != cfg.stage:
+            raise CxrsegError(f"{last}: is a {state.get('stage')} run, not {cfg.stage}; use another --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, best_epoch, history = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"]
+        torch.set_rng_state(state["rng"])
+        if show:
+            tqdm.write(f"resumed from {last}: continuing at epoch {start_epoch + 1}/{cfg.epochs}")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        net.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        totals = {"loss": 0.0, "seg_loss": 0.0, "cls_loss": 0.0}
+        n_batches = 0
+        bar = tqdm(train_loader, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not show)
+        for batch in bar:
+            x, y = batch["image"].to(device), batch["mask"].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                seg, cls = split_outputs(net(x))
+                ls = seg_loss(seg.float(), y)
+                lc = cls_loss(cls.float(), batch["has_infection"].to(device)) if cls is not None else torch.zeros((), device=device)
+                loss = ls + cfg.class_loss_weight * lc
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            n_batches += 1
+            totals["loss"] += loss.item()
+            totals["seg_loss"] += ls.item()
+            totals["cls_loss"] += lc.item()
+            bar.set_postfix(loss=f"{totals['loss'] / n_batches:.4f}")
+        row = {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in totals.items()}}
+        row.update(_validate(model, val_loader, cfg, device, info))
+        row["lr"] = scheduler.get_last_lr()[0]
+        row["seconds"] = round(time.time() - t0, 1)
+        history.append(row)
+        metric = row["val_dice_mean"]
+        if info.is_main:
+            if metric > best:
+                best, best_epoch = metric, epoch + 1
+                card = default_card(cfg.stage, cfg.model, cfg.size)
+                card["training"] = {
+                    "data": f"COVID-QU-Ex Infection Segmentation Data, {cfg.train_split} split ({len(train)} images)",
+                    "validation": f"{cfg.val_split} split ({len(val)} images)",
+                    "roi": roi_source,
+                    "epoch": epoch + 1,
+                    "config": cfg.to_dict(),
+                    "command": cfg.command,
+                }
+                card["metrics"] = {k: v for k, v in row.items() if k.startswith("val_")}
+                save_model(best_path, model, card)
+            with atomic_path(last) as tmp:
+                torch.save(
+                    {
+                        "stage": cfg.stage,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch,
+                        "best": best,
+                        "best_epoch": best_epoch,
+                        "history": history,
+                        "rng": torch.get_rng_state(),
+                        "config": cfg.to_dict(),
+                    },
+                    tmp,
+                )
+            _write_logs(cfg.out, history)
+            summary = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {summary}" + (" (best)" if best_epoch == epoch + 1 else ""))
+        ddp.barrier(info)
+    return FitResult(best_path, best, best_epoch, history)
