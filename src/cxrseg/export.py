@@ -1,0 +1,33 @@
+"""Export models to ONNX for onnxruntime: dynamic batch, fixed model size, one or two outputs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from cxrseg._atomic import atomic_path
+from cxrseg.models.store import load_model
+
+
+def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
+    """Write ``weights`` as ONNX to ``out`` (atomically) and return ``out``."""
+    model, card = load_model(weights)
+    size = int(card.get("input_size", 256))
+    names = ["segmentation"] + (["image_logit"] if model.head is not None else [])
+    x = torch.zeros(1, 1, size, size)
+    out = Path(out)
+    with atomic_path(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x,),
+            str(tmp),
+            input_names=["image"],
+            output_names=names,
+            dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return out

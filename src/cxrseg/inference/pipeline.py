@@ -1,0 +1,183 @@
+"""TwoStagePipeline: X-ray -> lung mask -> lung ROI -> infection mask -> figures, at the input's own size.
+
+Stage 1 runs on the X-ray resized to the model size; its mask (two largest components, holes filled)
+multiplies the image into the lung ROI that stage 2 sees. Stage 2's image-level head vetoes infection on
+images it judges free of it; surviving infection is clipped to the lung and specks under ``min_area``
+dropped. Probabilities are upsampled to the input size before thresholding, so masks follow the original
+resolution rather than blocky 256-pixel steps.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxrseg.data.io import XRay, read_xray
+from cxrseg.errors import CxrsegError
+from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, onnxruntime_available, run_batched
+from cxrseg.inference.postprocess import clean_infection, clean_lung
+from cxrseg.inference.result import Segmentation
+from cxrseg.inference.severity import severity
+from cxrseg.models.store import load_model, read_card, shipped_weights
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+@dataclass
+class ModelSizeOutputs:
+    """Stage outputs at the model size S for N images."""
+
+    lung_prob: np.ndarray  # (N, S, S) float
+    lung: np.ndarray  # (N, S, S) bool, cleaned
+    infection_prob: np.ndarray  # (N, S, S) float, zero outside kept infection
+    image_prob: np.ndarray | None  # (N,) P(infection) from the stage-2 head
+    uncertainty: np.ndarray | None  # (N, S, S) std across TTA members
+
+
+def resize_batch(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (N, H, W) float32 to ``size``; antialiased when shrinking."""
+    if x.shape[-2:] == tuple(size):
+        return x
+    t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)[:, 0].numpy()
+
+
+class TwoStagePipeline:
+    """Both stages behind one call. Build with :meth:`from_pretrained` (shipped models by default)."""
+
+    def __init__(
+        self,
+        lung: Backend,
+        infection: Backend,
+        lung_card: dict,
+        infection_card: dict,
+        tta: bool = False,
+        batch_size: int = 8,
+    ) -> None:
+        self.lung_backend, self.infection_backend = lung, infection
+        self.lung_card, self.infection_card = lung_card, infection_card
+        self.size = int(lung_card.get("input_size", 256))
+        if int(infection_card.get("input_size", self.size)) != self.size:
+            raise CxrsegError("lung and infection models were trained at different input sizes")
+        self.tta = tta
+        self.batch_size = batch_size
+        self.lung_threshold = float(lung_card.get("threshold", 0.5))
+        self.infection_threshold = float(infection_card.get("threshold", 0.5))
+        t = infection_card.get("image_threshold")
+        self.image_threshold = None if t is None else float(t)
+        self.min_area = int(infection_card.get("min_area", 0))
+
+    @property
+    def backend_name(self) -> str:
+        return self.lung_backend.name
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        lung: str | Path | None = None,
+        infection: str | Path | None = None,
+        backend: str = "auto",
+        device: str = "auto",
+        tta: bool = False,
+        batch_size: int = 8,
+        threads: int | None = None,
+    ) -> TwoStagePipeline:
+        """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto'.
+
+        'auto' picks onnxruntime when it is installed and the run is on CPU, else PyTorch.
+        """
+        if backend not in BACKENDS:
+            raise CxrsegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        paths = [Path(lung) if lung else shipped_weights("lung"), Path(infection) if infection else shipped_weights("infection")]
+        cards = [read_card(p) for p in paths]
+        if backend == "auto":
+            on_gpu = device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available())
+            backend = "onnx" if onnxruntime_available() and not on_gpu else "torch"
+        if backend == "torch":
+            backends = [TorchBackend(load_model(p)[0], device) for p in paths]
+        else:
+            backends = [OnnxBackend(onnx_path_for(p), threads=threads) for p in paths]
+        return cls(*backends, *cards, tta=tta, batch_size=batch_size)
+
+    # -- model-size core, shared by predict() and evaluation -------------------------------------
+    def _probs(self, backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(mean seg prob (N,S,S), mean image prob, seg std across TTA or None)."""
+        seg, cls = run_batched(backend, x[:, None], self.batch_size)
+        if not self.tta:
+            return seg[:, 0], cls, None
+        seg_f, cls_f = run_batched(backend, np.ascontiguousarray(x[:, None, :, ::-1]), self.batch_size)
+        seg_f = seg_f[:, 0, :, ::-1]
+        members = np.stack([seg[:, 0], seg_f])
+        image = None if cls is None else (cls + cls_f) / 2
+        return members.mean(0), image, members.std(0)
+
+    def run_model_size(self, images: np.ndarray) -> ModelSizeOutputs:
+        """Both stages on (N, S, S) float32 images in [0, 1] at the model size."""
+        lung_prob, _, _ = self._probs(self.lung_backend, images)
+        lung = np.stack([clean_lung(p > self.lung_threshold) for p in lung_prob]) if len(images) else lung_prob > 1
+        roi = (images * lung).astype(np.float32)
+        inf_prob, image_prob, unc = self._probs(self.infection_backend, roi)
+        for i in range(len(images)):
+            vetoed = image_prob is not None and self.image_threshold is not None and image_prob[i] < self.image_threshold
+            if vetoed:
+                inf_prob[i] = 0.0
+                continue
+            kept = clean_infection(inf_prob[i] > self.infection_threshold, lung[i], self.min_area)
+            inf_prob[i] = np.where(kept, inf_prob[i], np.minimum(inf_prob[i], self.infection_threshold) * lung[i])
+        return ModelSizeOutputs(lung_prob, lung, inf_prob, image_prob, unc)
+
+    # -- public API ------------------------------------------------------------------------------
+    def predict(self, xrays: list[XRay]) -> list[Segmentation]:
+        """Segment a batch of decoded X-rays; masks come back at each image's own size."""
+        if not xrays:
+            return []
+        s = (self.size, self.size)
+        small = np.stack([resize_batch(x.pixels[None], s)[0] for x in xrays]).astype(np.float32)
+        out = self.run_model_size(small)
+        results = []
+        for i, x in enumerate(xrays):
+            h, w = x.size
+            lung_p, inf_p = resize_batch(np.stack([out.lung_prob[i], out.infection_prob[i]]), (h, w))
+            lung = clean_lung(lung_p > self.lung_threshold)
+            infection = (inf_p > self.infection_threshold) & lung
+            unc = score = None
+            if out.uncertainty is not None:
+                unc = resize_batch(out.uncertainty[i][None], (h, w))[0]
+                score = float(unc[lung].mean()) if lung.any() else 0.0
+            results.append(
+                Segmentation(
+                    source=x.source,
+                    lung=lung,
+                    infection=infection,
+                    figures=severity(lung, infection),
+                    infection_probability=None if out.image_prob is None else float(out.image_prob[i]),
+                    uncertainty=unc,
+                    uncertainty_score=score,
+                )
+            )
+        return results
+
+    def predict_one(self, image: XRay | str | Path | np.ndarray) -> Segmentation:
+        """Segment one X-ray given as a decoded :class:`XRay`, a file path, or a (H, W) array in [0, 1]."""
+        if isinstance(image, (str, Path)):
+            image = read_xray(image)
+        elif isinstance(image, np.ndarray):
+            image = XRay(np.asarray(image, np.float32), "<array>")
+        return self.predict([image])[0]
+
+
+def onnx_path_for(weights: Path) -> Path:
+    """The .onnx beside ``weights`` if present, else one exported now into a temporary folder."""
+    beside = weights.with_suffix(".onnx")
+    if beside.is_file():
+        return beside
+    from cxrseg.export import export_onnx
+
+    out = Path(tempfile.mkdtemp(prefix="cxrseg-onnx-")) / (weights.stem + ".onnx")
+    return export_onnx(weights, out)
