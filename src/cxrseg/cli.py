@@ -85,6 +85,125 @@ def train(
     typer.echo(f"best validation Dice {result.best_metric:.4f} at epoch {result.best_epoch}: {result.best_weights}")
 
 
+def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int):
+    from cxrseg.inference.pipeline import TwoStagePipeline
+
+    return TwoStagePipeline.from_pretrained(lung, infection, backend=backend, device=device, tta=tta, batch_size=batch_size)
+
+
+LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 weights (default: shipped)")]
+InfectionOpt = Annotated[Optional[Path], typer.Option("--infection-model", help="stage-2 weights (default: shipped)")]
+BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (onnxruntime on CPU when installed)")]
+
+
+@app.command()
+def data(
+    root: Annotated[Path, typer.Argument(help="COVID-QU-Ex folder (or one of its two part folders)")],
+    part: Annotated[str, typer.Option(help="infection, lung or auto")] = "auto",
+) -> None:
+    """Summarise a dataset: images and masks per split and class, share with infection, problems found."""
+    from cxrseg.data.covidqu import find_dataset, summary_markdown
+
+    index = find_dataset(root, part=part)
+    if not index.samples and not index.counts:
+        raise CxrsegError(f"{root}: no split/class folders with images found")
+    typer.echo(summary_markdown(index))
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="image files or folders (PNG, JPEG, TIFF, DICOM)")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("cxrseg-out"),
+    lung_model: LungOpt = None,
+    infection_model: InfectionOpt = None,
+    backend: BackendOpt = "auto",
+    device: str = "auto",
+    batch_size: int = 8,
+    tta: Annotated[bool, typer.Option(help="flip test-time augmentation + uncertainty map and score")] = False,
+    resume: Annotated[bool, typer.Option(help="skip files already in OUT/results.csv")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: process every n-th file starting at i")] = None,
+) -> None:
+    """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image."""
+    from tqdm.auto import tqdm
+
+    from cxrseg.inference.batch import predict_files
+
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
+    report = predict_files(
+        pipe, inputs, out, resume=resume, shard=shard,
+        progress=lambda total: tqdm(total=total, desc="predict", unit="img"),
+        on_failure=lambda f, why: tqdm.write(f"skipped {f}: {why}", file=sys.stderr),
+    )
+    typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
+    if report.failed:
+        typer.secho(f"{len(report.failed)} file(s) could not be read; see {out}/failed*.csv", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="COVID-QU-Ex folder")],
+    split: str = "Val",
+    out: Annotated[Path, typer.Option(help="folder for metrics.json, metrics.md, per_image.csv")] = Path("cxrseg-eval"),
+    lung_model: LungOpt = None,
+    infection_model: InfectionOpt = None,
+    backend: BackendOpt = "auto",
+    device: str = "auto",
+    batch_size: int = 16,
+    tta: bool = False,
+    max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
+) -> None:
+    """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
+    from tqdm.auto import tqdm
+
+    from cxrseg.evaluation.evaluate import evaluate as run_evaluation
+    from cxrseg.evaluation.report import markdown, write_report
+
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
+    run = run_evaluation(pipe, data, split, max_images, progress=lambda it: tqdm(it, desc=f"evaluate {split}", unit="batch"))
+    paths = write_report(run, out)
+    typer.echo(markdown(run.metrics))
+    typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['per_image']}")
+
+
+@app.command()
+def info(
+    lung_model: LungOpt = None,
+    infection_model: InfectionOpt = None,
+) -> None:
+    """Print the model cards of both stages (shipped models by default)."""
+    import json
+
+    from cxrseg.models.store import read_card, shipped_weights
+
+    for stage, path in (("lung", lung_model), ("infection", infection_model)):
+        weights = path or shipped_weights(stage)
+        typer.echo(f"# {stage}: {weights}")
+        typer.echo(json.dumps(read_card(weights), indent=2))
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="folder for lung.onnx and infection.onnx")] = Path("cxrseg-onnx"),
+    format: Annotated[str, typer.Option("--format", help="only 'onnx'")] = "onnx",
+    lung_model: LungOpt = None,
+    infection_model: InfectionOpt = None,
+) -> None:
+    """Export both stages (ONNX), each with its model card beside it."""
+    import shutil
+
+    from cxrseg.export import export_onnx
+    from cxrseg.models.store import card_path, shipped_weights
+
+    if format != "onnx":
+        _fail(f"unknown export format {format!r}; only 'onnx' is supported")
+    for stage, path in (("lung", lung_model), ("infection", infection_model)):
+        weights = path or shipped_weights(stage)
+        target = export_onnx(weights, out / f"{stage}.onnx")
+        shutil.copyfile(card_path(weights), target.with_suffix(".json"))
+        typer.echo(f"wrote {target}")
+
+
 def main() -> None:
     """Entry point: run the app, turning every :class:`CxrsegError` into one line on stderr and exit code 2."""
     try:
