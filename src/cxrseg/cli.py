@@ -167,6 +167,36 @@ def evaluate(
 
 
 @app.command()
+def tune(
+    data: Annotated[Path, typer.Option(help="COVID-QU-Ex folder")],
+    infection_model: Annotated[Path, typer.Option("--infection-model", help="stage-2 weights whose card gets the thresholds")],
+    lung_model: LungOpt = None,
+    split: str = "Val",
+    max_negative_rate: Annotated[float, typer.Option(help="at most this share of empty-mask images flagged")] = 0.10,
+    write: Annotated[bool, typer.Option(help="store the chosen thresholds in the model card")] = True,
+) -> None:
+    """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card."""
+    from tqdm.auto import tqdm
+
+    from cxrseg.evaluation.tune import tune_infection, write_thresholds
+
+    pipe = _pipeline(lung_model, infection_model, "torch", "auto", False, 32)
+    result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=lambda it: tqdm(it, desc="tune"))
+    top = sorted(result.table, key=lambda r: -r["dice_mean"])[:10]
+    typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
+    typer.echo("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in top:
+        typer.echo(
+            f"| {r['threshold']} | {r['image_threshold']} | {r['min_area']} | {r['dice_mean']:.4f} | "
+            f"{r['dice_mean_covid']:.4f} | {r['dice_pooled']:.4f} | {r['negatives_with_infection']:.3f} |"
+        )
+    typer.echo(f"chosen: {result.best} (per-image mean Dice {result.objective:.4f})")
+    if write:
+        write_thresholds(infection_model, result, split)
+        typer.echo(f"stored in {infection_model.with_suffix('.json')}")
+
+
+@app.command()
 def info(
     lung_model: LungOpt = None,
     infection_model: InfectionOpt = None,

@@ -1,0 +1,447 @@
+"""The HTTP service: upload a chest X-ray, get the figures, masks and overlay back as JSON, or use the page at /.
+
+Inference runs in a small thread pool behind a bounded admission count, so the event loop never waits on a
+model and a burst of uploads is answered 503 + Retry-After instead of piling up. The pipeline is shared by
+every worker, so calls into it are serialised by a lock; decoding and PNG encoding run outside the lock.
+Uploads stay in memory and are written to disk only when ``save_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as _dt
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Request, UploadFile
+from fastapi.exceptions import HTTPException
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartParser
+
+from cxrseg import __version__
+from cxrseg.data.io import IMAGE_SUFFIXES, MAX_PIXELS, XRay, decode_xray, is_dicom_bytes
+from cxrseg.errors import CxrsegError, InputFileError
+from cxrseg.inference.overlay import render_overlay
+from cxrseg.inference.result import Segmentation
+
+log = logging.getLogger("cxrseg.server")
+
+STATIC_DIR = Path(str(resources.files("cxrseg.server") / "static"))
+MULTIPART_OVERHEAD = 64 * 1024  # bytes allowed on top of the file for the multipart envelope
+PAGE_HEADERS = {
+    # The page loads nothing from elsewhere: scripts, styles and images come from this server or are data/blob URLs.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+T = TypeVar("T")
+
+
+# -- settings --------------------------------------------------------------------------------------------
+@dataclass
+class ServerSettings:
+    """Everything ``cxrseg serve`` can set; the defaults are safe for a laptop (loopback only, nothing saved)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: float = 20.0
+    max_pixels: int = MAX_PIXELS
+    queue_size: int = 8
+    workers: int = 1
+    save_dir: Path | None = None
+    lung: Path | None = None
+    infection: Path | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    preview_max_side: int = 2048
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The file-size limit in bytes (MB = 10^6 bytes, as browsers and HTTP tools count)."""
+        return int(self.max_upload_mb * 1_000_000)
+
+    def check(self) -> None:
+        """Raise :class:`CxrsegError` for a value the server cannot run with."""
+        if not 0 < self.port < 65536:
+            raise CxrsegError(f"port must be 1-65535, not {self.port}")
+        if self.max_upload_mb <= 0:
+            raise CxrsegError(f"max upload must be positive, not {self.max_upload_mb} MB")
+        if self.max_pixels < 16 * 16:
+            raise CxrsegError(f"max pixels must be at least 256, not {self.max_pixels}")
+        if self.workers < 1 or self.queue_size < 0:
+            raise CxrsegError("workers must be at least 1 and queue size at least 0")
+        if self.preview_max_side < 64:
+            raise CxrsegError(f"preview size must be at least 64 pixels, not {self.preview_max_side}")
+
+
+# -- response models (figures keep the field names of Segmentation.to_dict()) -------------------------------
+class Figures(BaseModel):
+    """The figures of :meth:`Segmentation.to_dict`, unchanged: the same names as results.csv and the page."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str = Field(description="the uploaded file's name")
+    height: int
+    width: int
+    lung_area_px: int
+    right_lung_area_px: int
+    left_lung_area_px: int
+    infection_area_px: int
+    infected_pct: float = Field(description="infected share of both lungs, 0-100")
+    right_infected_pct: float
+    left_infected_pct: float
+    right_grade: int = Field(description="0 none, 1 under 25%, 2 25-50%, 3 50-75%, 4 75% and over")
+    left_grade: int
+    total_grade: int = Field(description="right + left grade, 0-8")
+    infection_probability: float | None = Field(description="stage-2 image-level P(infection), if the model has a head")
+    uncertainty: float | None = Field(description="mean TTA spread inside the lung, only with TTA")
+    severity_convention: str
+
+
+class Images(BaseModel):
+    """Base64-encoded PNGs. Masks are 0/255 at the input size; original and overlay are display previews."""
+
+    original: str = Field(description="the X-ray as 8-bit grey, longest side at most preview_max_side")
+    overlay: str = Field(description="RGB: lung outlined in cyan, infection filled in red; preview size")
+    lung_mask: str = Field(description="0/255 lung mask at the input size")
+    infection_mask: str = Field(description="0/255 infection mask at the input size")
+
+
+class SegmentResponse(BaseModel):
+    """One segmented X-ray: its figures, its pictures, and which models made them."""
+
+    id: str
+    figures: Figures
+    images: Images
+    models: dict[str, str]
+    elapsed_ms: float
+
+
+class ErrorResponse(BaseModel):
+    """What went wrong, in one sentence a person can act on."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    """Liveness and load: jobs admitted now (running or waiting) against how many may be."""
+
+    status: str
+    version: str
+    backend: str
+    workers: int
+    in_flight: int
+    capacity: int
+
+
+# -- bounded inference queue -----------------------------------------------------------------------------
+class QueueFull(Exception):
+    """Every worker is busy and the waiting line is full; ``retry_after`` is a suggested wait in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("the server is busy")
+        self.retry_after = retry_after
+
+
+class InferenceQueue:
+    """A thread pool that admits at most ``workers + queue_size`` jobs at once and refuses the rest."""
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxrseg-infer")
+        self._count_lock = threading.Lock()
+        self._in_flight = 0
+        self._mean_s = 1.0  # running mean of a job's duration, for Retry-After
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue's length of jobs spread over the workers."""
+        return max(1, math.ceil(self._mean_s * self.capacity / self.workers))
+
+    def _admit(self) -> None:
+        with self._count_lock:
+            if self._in_flight >= self.capacity:
+                raise QueueFull(self.retry_after())
+            self._in_flight += 1
+
+    def _release(self, _: Future) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._mean_s = 0.8 * self._mean_s + 0.2 * (time.perf_counter() - start)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on a worker and await it; raises :class:`QueueFull` when no slot is free.
+
+        The slot is released when the job really ends, so a client that hangs up mid-job still counts.
+        """
+        self._admit()
+        try:
+            job = self._pool.submit(self._timed, fn, *args)
+        except BaseException:
+            self._release(None)  # type: ignore[arg-type]
+            raise
+        job.add_done_callback(self._release)
+        return await asyncio.wrap_future(job)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- pictures --------------------------------------------------------------------------------------------
+def png_base64(array: np.ndarray) -> str:
+    """Encode a uint8 (H, W) or (H, W, 3) array as base64 PNG text."""
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=3)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def mask_u8(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as 0/255 uint8, the convention of COVID-QU-Ex masks."""
+    return mask.astype(np.uint8) * 255
+
+
+def shrink(array: np.ndarray, max_side: int, resample: Image.Resampling) -> np.ndarray:
+    """``array`` (uint8) scaled so its longest side is at most ``max_side``; unchanged if already small."""
+    h, w = array.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return array
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(array).resize(size, resample))
+
+
+def encode_images(xray: XRay, seg: Segmentation, max_side: int) -> Images:
+    """Masks at full size; the original and overlay at display size, drawn on the scaled-down image."""
+    grey = shrink(np.clip(np.round(xray.pixels * 255), 0, 255).astype(np.uint8), max_side, Image.Resampling.BOX)
+    lung = shrink(mask_u8(seg.lung), max_side, Image.Resampling.NEAREST) > 0
+    infection = shrink(mask_u8(seg.infection), max_side, Image.Resampling.NEAREST) > 0
+    return Images(
+        original=png_base64(grey),
+        overlay=png_base64(render_overlay(grey / 255.0, lung, infection)),
+        lung_mask=png_base64(mask_u8(seg.lung)),
+        infection_mask=png_base64(mask_u8(seg.infection)),
+    )
+
+
+# -- saving (only with save_dir) -------------------------------------------------------------------------
+def upload_suffix(data: bytes, filename: str) -> str:
+    """A file suffix for the saved upload: the client's when it is an image suffix, else by content."""
+    suffix = Path(filename).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return suffix
+    return ".dcm" if is_dicom_bytes(data) else ".bin"
+
+
+def save_record(save_dir: Path, response: SegmentResponse, upload: bytes) -> Path:
+    """Write the upload, masks, overlay and figures to ``save_dir/<id>/``, all at once (temp folder + rename)."""
+    final = save_dir / response.id
+    tmp = save_dir / f".{response.id}.tmp"
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / f"upload{upload_suffix(upload, response.figures.file)}").write_bytes(upload)
+        for name in ("lung_mask", "infection_mask", "overlay"):
+            (tmp / f"{name}.png").write_bytes(base64.b64decode(getattr(response.images, name)))
+        record = response.model_dump(exclude={"images"})
+        (tmp / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+# -- the service -----------------------------------------------------------------------------------------
+def record_id() -> str:
+    """A sortable, unique name for one request: UTC time plus a random suffix."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def client_filename(upload: UploadFile) -> str:
+    """The upload's base name (no folders from the client), or '<upload>' when it has none."""
+    name = Path((upload.filename or "").replace("\\", "/")).name
+    return name[:255] or "<upload>"
+
+
+class Segmenter:
+    """Bytes in, :class:`SegmentResponse` out; runs on a worker thread, with the shared pipeline behind a lock."""
+
+    def __init__(self, pipeline: Any, settings: ServerSettings) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self._lock = threading.Lock()
+        self.model_names = {
+            "lung": str(pipeline.lung_card.get("name", "lung")),
+            "infection": str(pipeline.infection_card.get("name", "infection")),
+            "backend": str(pipeline.backend_name),
+        }
+
+    def __call__(self, data: bytes, filename: str) -> SegmentResponse:
+        start = time.perf_counter()
+        xray = decode_xray(data, filename, self.settings.max_pixels)
+        with self._lock:
+            seg = self.pipeline.predict([xray])[0]
+        response = SegmentResponse(
+            id=record_id(),
+            figures=Figures(**seg.to_dict()),
+            images=encode_images(xray, seg, self.settings.preview_max_side),
+            models=self.model_names,
+            elapsed_ms=0.0,
+        )
+        if self.settings.save_dir is not None:
+            save_record(Path(self.settings.save_dir), response, data)
+        response.elapsed_ms = round(1000 * (time.perf_counter() - start), 1)
+        return response
+
+
+def status_for(error: InputFileError) -> int:
+    """HTTP status for an unusable upload: 400 empty, 413 too many pixels, 415 not an image, 422 otherwise."""
+    problem = error.problem
+    if problem == "file is empty":
+        return 400
+    if "over the limit" in problem:
+        return 413
+    if problem.startswith("not an image"):
+        return 415
+    return 422  # corrupt, truncated, unreadable DICOM, too small
+
+
+def load_pipeline(settings: ServerSettings) -> Any:
+    """Build the two-stage pipeline the settings name (shipped models where a path is None)."""
+    from cxrseg.inference.pipeline import TwoStagePipeline
+
+    return TwoStagePipeline.from_pretrained(
+        settings.lung, settings.infection, backend=settings.backend, device=settings.device
+    )
+
+
+def keep_uploads_in_memory(max_body: int) -> None:
+    """Make Starlette keep multipart files up to ``max_body`` bytes in memory rather than spill them to disk.
+
+    ``MultiPartParser.spool_max_size`` is Starlette's class-level setting for this (default 1 MB); it is only
+    ever raised here, and the route's body limit bounds what it can hold.
+    """
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_body)
+
+
+def add_error_handlers(app: FastAPI, settings: ServerSettings) -> None:
+    """Every error answers JSON ``{"detail": ...}``: input problems 4xx, a full queue 503, bugs 500."""
+
+    @app.exception_handler(InputFileError)
+    async def _bad_input(request: Request, exc: InputFileError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
+
+    @app.exception_handler(QueueFull)
+    async def _busy(request: Request, exc: QueueFull) -> JSONResponse:
+        detail = f"the server is busy; retry in {exc.retry_after} s"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 413 and detail == "Content Too Large":
+            detail = f"upload is over the size limit of {settings.max_upload_mb:g} MB"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("error while handling %s", request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+
+def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter, queue: InferenceQueue) -> None:
+    """The JSON API under /api/v1."""
+    pipeline = segmenter.pipeline
+    errors = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+
+    @app.post("/api/v1/segment", response_model=SegmentResponse, responses=errors,
+              max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD, tags=["segmentation"])
+    async def segment(file: UploadFile) -> SegmentResponse:
+        """Segment one chest X-ray (PNG, JPEG, TIFF, BMP or DICOM) sent as multipart field ``file``."""
+        data = await file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload is over the size limit of {settings.max_upload_mb:g} MB")
+        return await queue.run(segmenter, data, client_filename(file))
+
+    @app.get("/api/v1/health", response_model=Health, tags=["service"])
+    async def health() -> Health:
+        """Is the service up, which backend runs the models, and how busy is it."""
+        return Health(status="ok", version=__version__, backend=segmenter.model_names["backend"],
+                      workers=queue.workers, in_flight=queue.in_flight, capacity=queue.capacity)
+
+    @app.get("/api/v1/models", tags=["service"])
+    async def models() -> dict[str, dict]:
+        """The model cards of both stages: architecture, thresholds, training data and metrics."""
+        return {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+
+
+def add_page_routes(app: FastAPI) -> None:
+    """The single page at / and its script and style under /static."""
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def create_app(settings: ServerSettings, pipeline: Any = None) -> FastAPI:
+    """The FastAPI app for ``settings``; ``pipeline`` defaults to the models the settings name."""
+    settings.check()
+    pipeline = pipeline if pipeline is not None else load_pipeline(settings)
+    segmenter = Segmenter(pipeline, settings)
+    queue = InferenceQueue(settings.workers, settings.queue_size)
+    keep_uploads_in_memory(settings.max_upload_bytes + MULTIPART_OVERHEAD)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        queue.shutdown()
+
+    app = FastAPI(
+        title="cxrseg",
+        version=__version__,
+        summary="Lung and COVID-19 infection segmentation of chest X-rays, with per-lung severity.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.queue, app.state.segmenter = settings, queue, segmenter
+    add_error_handlers(app, settings)
+    add_api_routes(app, settings, segmenter, queue)
+    add_page_routes(app)
+    return app
+
+
+def run_server(settings: ServerSettings) -> None:
+    """Load the models, then serve on ``settings.host:settings.port`` until interrupted."""
+    import uvicorn
+
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
