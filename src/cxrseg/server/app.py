@@ -144,7 +144,7 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness and load: jobs admitted now (running or waiting) against how many may be."""
+    """Liveness, load (jobs admitted now, running or waiting, against how many may be) and upload limits."""
 
     status: str
     version: str
@@ -152,6 +152,8 @@ class Health(BaseModel):
     workers: int
     in_flight: int
     capacity: int
+    max_upload_mb: float
+    max_pixels: int
 
 
 # -- bounded inference queue -----------------------------------------------------------------------------
@@ -395,7 +397,8 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
     async def health() -> Health:
         """Is the service up, which backend runs the models, and how busy is it."""
         return Health(status="ok", version=__version__, backend=segmenter.model_names["backend"],
-                      workers=queue.workers, in_flight=queue.in_flight, capacity=queue.capacity)
+                      workers=queue.workers, in_flight=queue.in_flight, capacity=queue.capacity,
+                      max_upload_mb=settings.max_upload_mb, max_pixels=settings.max_pixels)
 
     @app.get("/api/v1/models", tags=["service"])
     async def models() -> dict[str, dict]:

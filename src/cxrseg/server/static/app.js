@@ -1,0 +1,130 @@
+// The cxrseg page: send the chosen X-ray to /api/v1/segment and show what comes back.
+// Every figure is written into the element whose data-field names it (the names of Segmentation.to_dict()).
+"use strict";
+
+const FORMATS = {
+  pct: (v) => `${v.toFixed(1)} %`,
+  probability: (v) => `${(100 * v).toFixed(1)} %`,
+  plain: (v) => String(v),
+};
+
+const blobUrls = [];
+
+/** Text for one figure: its format applied, or a dash when the value is missing. */
+function formatFigure(value, format) {
+  if (value === null || value === undefined) return "—";
+  return (FORMATS[format] || FORMATS.plain)(value);
+}
+
+/** Show a message under the drop zone; errors are styled and announced the same way. */
+function setStatus(text, state) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.dataset.state = state;
+  document.body.dataset.state = state;
+}
+
+/** An object URL for base64 PNG text (data URLs are slow and capped for large masks). */
+function pngUrl(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+  blobUrls.push(url);
+  return url;
+}
+
+function releaseUrls() {
+  while (blobUrls.length) URL.revokeObjectURL(blobUrls.pop());
+}
+
+/** Fill the page from one /api/v1/segment answer. */
+function showResult(result) {
+  releaseUrls();
+  for (const el of document.querySelectorAll("[data-field]")) {
+    el.textContent = formatFigure(result.figures[el.dataset.field], el.dataset.format);
+  }
+  const images = result.images;
+  const stem = result.figures.file.replace(/\.[^.]*$/, "") || "xray";
+  document.getElementById("original").src = pngUrl(images.original);
+  const overlayUrl = pngUrl(images.overlay);
+  document.getElementById("overlay").src = overlayUrl;
+  setDownload("download-lung", pngUrl(images.lung_mask), `${stem}-lung-mask.png`);
+  setDownload("download-infection", pngUrl(images.infection_mask), `${stem}-infection-mask.png`);
+  setDownload("download-overlay", overlayUrl, `${stem}-overlay.png`);
+  document.getElementById("results").hidden = false;
+}
+
+function setDownload(id, url, filename) {
+  const link = document.getElementById(id);
+  link.href = url;
+  link.download = filename;
+}
+
+/** The server's error message, whether FastAPI sent a string or a list of validation errors. */
+function errorText(body, status) {
+  const detail = body && body.detail;
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => d.msg).join("; ");
+  return `the server answered HTTP ${status}`;
+}
+
+/** Upload one file and show its result, or say what went wrong. */
+async function segment(file) {
+  setStatus(`Segmenting ${file.name}…`, "busy");
+  const body = new FormData();
+  body.append("file", file);
+  try {
+    const response = await fetch("/api/v1/segment", { method: "POST", body });
+    const answer = await response.json().catch(() => null);
+    if (!response.ok) throw new Error(errorText(answer, response.status));
+    showResult(answer);
+    await Promise.all(["original", "overlay"].map((id) => document.getElementById(id).decode()));
+    setStatus(`Done in ${Math.round(answer.elapsed_ms)} ms.`, "done");
+  } catch (error) {
+    setStatus(`Could not segment ${file.name}: ${error.message}`, "error");
+  }
+}
+
+/** Show the upload limit and the models in use, from the health and model endpoints. */
+async function showServiceInfo() {
+  try {
+    const health = await (await fetch("/api/v1/health")).json();
+    document.getElementById("limit").textContent = String(health.max_upload_mb);
+    const models = await (await fetch("/api/v1/models")).json();
+    document.getElementById("models").textContent =
+      `Models: ${models.lung.name}, ${models.infection.name} (${health.backend}).`;
+  } catch (error) {
+    // The page still works without this information.
+  }
+}
+
+function setUpDropZone() {
+  const drop = document.getElementById("drop");
+  const input = document.getElementById("file");
+  input.addEventListener("change", () => {
+    const file = input.files[0];
+    input.value = ""; // so that choosing the same file again uploads it again
+    if (file) segment(file);
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (event) => {
+      event.preventDefault();
+      drop.classList.add("dragging");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, () => drop.classList.remove("dragging"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer.files[0];
+    if (file) segment(file);
+  });
+  // A file dropped beside the zone should not make the browser navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpDropZone();
+  showServiceInfo();
+});
