@@ -140,22 +140,43 @@ def require_samples(index: DatasetIndex, splits: tuple[str, ...], what: str = ""
     return samples
 
 
-def infection_share(samples: list[Sample]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(images with any infection pixel, images with an infection mask) per (split, class)."""
+def check_masks(samples: list[Sample]) -> tuple[dict[tuple[str, str], tuple[int, int]], list[str]]:
+    """Read every mask once: (images with any infection, images with an infection mask) per (split, class),
+    and the problems found (empty lung masks, unreadable masks, masks whose size differs from the image's)."""
+    from PIL import Image
+
+    from cxrseg.errors import InputFileError
+
     out: Counter = Counter()
     tot: Counter = Counter()
+    problems: list[str] = []
     for s in samples:
-        if s.infection is None:
-            continue
-        key = (s.split, s.label)
-        tot[key] += 1
-        out[key] += int(np.any(read_mask(s.infection)))
-    return {k: (out[k], tot[k]) for k in tot}
+        try:
+            with Image.open(s.image) as im:
+                size = im.size[::-1]
+            lung = read_mask(s.lung)
+            if not lung.any():
+                problems.append(f"{s.lung}: lung mask is empty")
+            if lung.shape != size:
+                problems.append(f"{s.lung}: mask is {lung.shape[1]}x{lung.shape[0]}, image is {size[1]}x{size[0]}")
+            if s.infection is not None:
+                inf = read_mask(s.infection)
+                if inf.shape != size:
+                    problems.append(f"{s.infection}: mask is {inf.shape[1]}x{inf.shape[0]}, image is {size[1]}x{size[0]}")
+                key = (s.split, s.label)
+                tot[key] += 1
+                out[key] += int(inf.any())
+        except InputFileError as e:
+            problems.append(str(e))
+        except OSError as e:
+            problems.append(f"{s.image}: unreadable image ({e})")
+    return {k: (out[k], tot[k]) for k in tot}, problems
 
 
-def summary_markdown(index: DatasetIndex, with_infection_share: bool = True) -> str:
-    """A split x class table of counts and infection share, then the problems found."""
-    share = infection_share(index.samples) if with_infection_share and index.part == "infection" else {}
+def summary_markdown(index: DatasetIndex, read_masks: bool = True) -> str:
+    """A split x class table of counts and infection share, then the problems found (reads every mask)."""
+    share, mask_problems = check_masks(index.samples) if read_masks else ({}, [])
+    problems = index.problems + mask_problems
     lines = [
         f"Dataset: {index.root} ({index.part} part)",
         "",
@@ -177,11 +198,11 @@ def summary_markdown(index: DatasetIndex, with_infection_share: bool = True) -> 
         f"| **all** | | {totals['images']} | {totals['lung masks']} | {totals['infection masks']} | {shown} |"
     )
     lines += ["", f"Usable samples: {len(index.samples)}", ""]
-    if index.problems:
-        lines.append(f"Problems ({len(index.problems)}):")
-        lines += [f"- {p}" for p in index.problems[:200]]
-        if len(index.problems) > 200:
-            lines.append(f"- ... and {len(index.problems) - 200} more")
+    if problems:
+        lines.append(f"Problems ({len(problems)}):")
+        lines += [f"- {p}" for p in problems[:200]]
+        if len(problems) > 200:
+            lines.append(f"- ... and {len(problems) - 200} more")
     else:
         lines.append("Problems: none")
     return "\n".join(lines)

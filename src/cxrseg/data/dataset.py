@@ -58,6 +58,8 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 def _load_one(s: Sample, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     img = read_gray_u8(s.image)
     lung = read_mask(s.lung)
+    if not lung.any():
+        raise InputFileError(s.lung, "lung mask is empty (every X-ray has lungs); fix or remove this sample")
     if lung.shape != img.shape:
         raise InputFileError(s.lung, f"mask is {lung.shape[1]}x{lung.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
     inf = None
