@@ -259,6 +259,33 @@ def export(
         typer.echo(f"wrote {target}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind; loopback by default")] = "127.0.0.1",
+    port: int = 8000,
+    lung_model: LungOpt = None,
+    infection_model: InfectionOpt = None,
+    backend: BackendOpt = "auto",
+    device: str = "auto",
+    max_upload_mb: Annotated[float, typer.Option(help="largest accepted upload, MB")] = 20.0,
+    max_pixels: Annotated[int, typer.Option(help="largest accepted image, width x height")] = 8192 * 8192,
+    workers: Annotated[int, typer.Option(help="inference worker threads")] = 1,
+    queue_size: Annotated[int, typer.Option(help="requests that may wait; more are answered 503")] = 8,
+    save_dir: Annotated[Optional[Path], typer.Option(help="keep uploads and results here (default: keep nothing)")] = None,
+    preview_max_side: int = 2048,
+) -> None:
+    """Web page at / and JSON API at /api/v1 (segment, health, models); OpenAPI docs at /docs."""
+    from cxrseg.server import ServerSettings, run_server
+
+    run_server(
+        ServerSettings(
+            host=host, port=port, max_upload_mb=max_upload_mb, max_pixels=max_pixels, queue_size=queue_size,
+            workers=workers, save_dir=save_dir, lung=lung_model, infection=infection_model, backend=backend,
+            device=device, preview_max_side=preview_max_side,
+        )
+    )
+
+
 def main() -> None:
     """Entry point: run the app, turning every :class:`CxrsegError` into one line on stderr and exit code 2."""
     try:

@@ -13,14 +13,14 @@ import base64
 import datetime as _dt
 import io
 import json
-import logging
 import math
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,8 +35,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cxrseg import __version__
 from cxrseg.data.io import IMAGE_SUFFIXES, MAX_PIXELS, XRay, decode_xray, is_dicom_bytes
@@ -44,9 +46,8 @@ from cxrseg.errors import CxrsegError, InputFileError
 from cxrseg.inference.overlay import render_overlay
 from cxrseg.inference.result import Segmentation
 
-log = logging.getLogger("cxrseg.server")
-
 STATIC_DIR = Path(str(resources.files("cxrseg.server") / "static"))
+SEGMENT_PATH = "/api/v1/segment"
 MULTIPART_OVERHEAD = 64 * 1024  # bytes allowed on top of the file for the multipart envelope
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere: scripts, styles and images come from this server or are data/blob URLs.
@@ -64,16 +65,16 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    max_upload_mb: float = 20.0
-    max_pixels: int = MAX_PIXELS
-    queue_size: int = 8
-    workers: int = 1
-    save_dir: Path | None = None
-    lung: Path | None = None
-    infection: Path | None = None
-    backend: str = "auto"
-    device: str = "auto"
-    preview_max_side: int = 2048
+    max_upload_mb: float = 20.0  # largest accepted file, in MB (10^6 bytes)
+    max_pixels: int = MAX_PIXELS  # largest accepted image, width x height
+    queue_size: int = 8  # requests that may wait for a worker; more get 503
+    workers: int = 1  # threads that decode, segment (one at a time, under a lock) and encode
+    save_dir: Path | None = None  # keep each upload and its results here; None keeps nothing
+    lung: Path | None = None  # stage-1 weights; None: the shipped model
+    infection: Path | None = None  # stage-2 weights; None: the shipped model
+    backend: str = "auto"  # 'auto', 'torch' or 'onnx'
+    device: str = "auto"  # torch device for the torch backend
+    preview_max_side: int = 2048  # longest side of the original and overlay PNGs sent for display
 
     @property
     def max_upload_bytes(self) -> int:
@@ -180,13 +181,16 @@ class InferenceQueue:
     def in_flight(self) -> int:
         return self._in_flight
 
+    def is_full(self) -> bool:
+        return self._in_flight >= self.capacity
+
     def retry_after(self) -> int:
         """Seconds until a slot is likely free: the queue's length of jobs spread over the workers."""
         return max(1, math.ceil(self._mean_s * self.capacity / self.workers))
 
     def _admit(self) -> None:
         with self._count_lock:
-            if self._in_flight >= self.capacity:
+            if self.is_full():
                 raise QueueFull(self.retry_after())
             self._in_flight += 1
 
@@ -257,22 +261,25 @@ def encode_images(xray: XRay, seg: Segmentation, max_side: int) -> Images:
 
 # -- saving (only with save_dir) -------------------------------------------------------------------------
 def upload_suffix(data: bytes, filename: str) -> str:
-    """A file suffix for the saved upload: the client's when it is an image suffix, else by content."""
+    """A file suffix for the saved upload: .dcm for DICOM content, else the client's if it is an image suffix."""
+    if is_dicom_bytes(data):
+        return ".dcm"
     suffix = Path(filename).suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return suffix
-    return ".dcm" if is_dicom_bytes(data) else ".bin"
+    return suffix if suffix in IMAGE_SUFFIXES else ".bin"
 
 
 def save_record(save_dir: Path, response: SegmentResponse, upload: bytes) -> Path:
-    """Write the upload, masks, overlay and figures to ``save_dir/<id>/``, all at once (temp folder + rename)."""
+    """Write the upload, masks, overlay and figures to ``save_dir/<id>/``, all at once (temp folder + rename).
+
+    Files are named as ``cxrseg predict`` names them, with the stem 'upload': upload_lung.png and so on.
+    """
     final = save_dir / response.id
     tmp = save_dir / f".{response.id}.tmp"
     tmp.mkdir(parents=True)
     try:
         (tmp / f"upload{upload_suffix(upload, response.figures.file)}").write_bytes(upload)
-        for name in ("lung_mask", "infection_mask", "overlay"):
-            (tmp / f"{name}.png").write_bytes(base64.b64decode(getattr(response.images, name)))
+        for field, name in (("lung_mask", "lung"), ("infection_mask", "infection"), ("overlay", "overlay")):
+            (tmp / f"upload_{name}.png").write_bytes(base64.b64decode(getattr(response.images, field)))
         record = response.model_dump(exclude={"images"})
         (tmp / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, final)
@@ -324,6 +331,10 @@ class Segmenter:
         return response
 
 
+def too_large(settings: ServerSettings) -> str:
+    return f"upload is over the size limit of {settings.max_upload_mb:g} MB"
+
+
 def status_for(error: InputFileError) -> int:
     """HTTP status for an unusable upload: 400 empty, 413 too many pixels, 415 not an image, 422 otherwise."""
     problem = error.problem
@@ -349,12 +360,63 @@ def keep_uploads_in_memory(max_body: int) -> None:
     """Make Starlette keep multipart files up to ``max_body`` bytes in memory rather than spill them to disk.
 
     ``MultiPartParser.spool_max_size`` is Starlette's class-level setting for this (default 1 MB); it is only
-    ever raised here, and the route's body limit bounds what it can hold.
+    ever raised here, and :class:`BodyLimit` bounds what it can hold.
     """
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_body)
 
 
-def add_error_handlers(app: FastAPI, settings: ServerSettings) -> None:
+def busy_response(retry_after: int) -> JSONResponse:
+    """503 with Retry-After: the answer to an upload when every worker and queue slot is taken."""
+    detail = f"the server is busy; retry in {retry_after} s"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)})
+
+
+class RefuseWhenBusy:
+    """ASGI middleware: refuse an upload with 503 before reading its body when the queue is already full.
+
+    The route's own admission check stays authoritative; this only spares reading bodies that would be refused.
+    """
+
+    def __init__(self, app: ASGIApp, queue: InferenceQueue, path: str) -> None:
+        self.app, self.queue, self.path = app, queue, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        is_upload = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path
+        if is_upload and self.queue.is_full():
+            return await busy_response(self.queue.retry_after())(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets a JSON 413.
+
+    Refused before reading when Content-Length says so, else as soon as the streamed bytes pass the limit (raised
+    inside the app, so the JSON handler answers). FastAPI's own ``max_body_size`` answers plain text instead.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, detail: str) -> None:
+        self.app, self.max_bytes, self.detail = app, max_bytes, detail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await JSONResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def add_error_handlers(app: FastAPI) -> None:
     """Every error answers JSON ``{"detail": ...}``: input problems 4xx, a full queue 503, bugs 500."""
 
     @app.exception_handler(InputFileError)
@@ -363,19 +425,15 @@ def add_error_handlers(app: FastAPI, settings: ServerSettings) -> None:
 
     @app.exception_handler(QueueFull)
     async def _busy(request: Request, exc: QueueFull) -> JSONResponse:
-        detail = f"the server is busy; retry in {exc.retry_after} s"
-        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+        return busy_response(exc.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
-        if exc.status_code == 413 and detail == "Content Too Large":
-            detail = f"upload is over the size limit of {settings.max_upload_mb:g} MB"
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("error while handling %s", request.url.path)
+        # Starlette re-raises the exception after this answer, so the server logs the traceback.
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
 
 
@@ -384,13 +442,12 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
     pipeline = segmenter.pipeline
     errors = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
 
-    @app.post("/api/v1/segment", response_model=SegmentResponse, responses=errors,
-              max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD, tags=["segmentation"])
+    @app.post(SEGMENT_PATH, response_model=SegmentResponse, responses=errors, tags=["segmentation"])
     async def segment(file: UploadFile) -> SegmentResponse:
         """Segment one chest X-ray (PNG, JPEG, TIFF, BMP or DICOM) sent as multipart field ``file``."""
         data = await file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"upload is over the size limit of {settings.max_upload_mb:g} MB")
+            raise HTTPException(413, too_large(settings))
         return await queue.run(segmenter, data, client_filename(file))
 
     @app.get("/api/v1/health", response_model=Health, tags=["service"])
@@ -425,7 +482,7 @@ def create_app(settings: ServerSettings, pipeline: Any = None) -> FastAPI:
     keep_uploads_in_memory(settings.max_upload_bytes + MULTIPART_OVERHEAD)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         queue.shutdown()
 
@@ -436,10 +493,15 @@ def create_app(settings: ServerSettings, pipeline: Any = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings, app.state.queue, app.state.segmenter = settings, queue, segmenter
-    add_error_handlers(app, settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, detail=too_large(settings))
+    app.add_middleware(RefuseWhenBusy, queue=queue, path=SEGMENT_PATH)
+    add_error_handlers(app)
     add_api_routes(app, settings, segmenter, queue)
     add_page_routes(app)
     return app
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def run_server(settings: ServerSettings) -> None:
@@ -447,4 +509,7 @@ def run_server(settings: ServerSettings) -> None:
     import uvicorn
 
     app = create_app(settings)
+    if settings.host not in LOOPBACK_HOSTS:
+        print(f"warning: serving on {settings.host}, reachable from other machines. The service has no "
+              "authentication: put an authenticating reverse proxy in front of it.", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -1,5 +1,6 @@
 // The cxrseg page: send the chosen X-ray to /api/v1/segment and show what comes back.
 // Every figure is written into the element whose data-field names it (the names of Segmentation.to_dict()).
+// Downloads are named as `cxrseg predict` names its files: STEM_lung.png, STEM_infection.png, STEM_overlay.png.
 "use strict";
 
 const FORMATS = {
@@ -47,9 +48,9 @@ function showResult(result) {
   document.getElementById("original").src = pngUrl(images.original);
   const overlayUrl = pngUrl(images.overlay);
   document.getElementById("overlay").src = overlayUrl;
-  setDownload("download-lung", pngUrl(images.lung_mask), `${stem}-lung-mask.png`);
-  setDownload("download-infection", pngUrl(images.infection_mask), `${stem}-infection-mask.png`);
-  setDownload("download-overlay", overlayUrl, `${stem}-overlay.png`);
+  setDownload("download-lung", pngUrl(images.lung_mask), `${stem}_lung.png`);
+  setDownload("download-infection", pngUrl(images.infection_mask), `${stem}_infection.png`);
+  setDownload("download-overlay", overlayUrl, `${stem}_overlay.png`);
   document.getElementById("results").hidden = false;
 }
 
