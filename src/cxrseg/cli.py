@@ -255,7 +255,8 @@ def export(
     for stage, path in (("lung", lung_model), ("infection", infection_model)):
         weights = path or shipped_weights(stage)
         target = export_onnx(weights, out / f"{stage}.onnx")
-        shutil.copyfile(card_path(weights), target.with_suffix(".json"))
+        if card_path(weights).resolve() != target.with_suffix(".json").resolve():
+            shutil.copyfile(card_path(weights), target.with_suffix(".json"))
         typer.echo(f"wrote {target}")
 
 
