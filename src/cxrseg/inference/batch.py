@@ -4,6 +4,10 @@ For each input ``STEM.ext`` the output folder gets ``STEM_lung.png``, ``STEM_inf
 at the input's own size), ``STEM_overlay.png``, and one row in ``results.csv``. Every image file is written
 atomically; ``results.csv`` grows one flushed row at a time, so a crash keeps every finished row and
 ``resume=True`` skips them. A file that cannot be read is listed in ``failed.csv`` and never stops the rest.
+
+Files are decoded by ``workers`` DataLoader worker processes (in input order, a few images ahead of the
+model), so reading and decoding large PNG/DICOM files overlaps with inference; ``workers=0`` decodes in
+this process. Memory stays flat however many files there are: nothing is kept per image but its CSV row.
 """
 
 from __future__ import annotations
@@ -64,11 +68,41 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def output_stems(files: list[Path]) -> dict[Path, str]:
-    """A unique output stem per input: the file's stem, prefixed by its folder when stems repeat."""
-    seen: dict[str, int] = {}
+    """A unique output stem per input: the file's stem; when stems repeat, prefixed by as few parent folders as
+    tell them apart (``a_x``, ``b_x``; ``site1_images_x``, ``site2_images_x``), with the suffix added when the
+    folders alone do not (``x_png``, ``x_dcm``), and numbered as a last resort. Pass every input, before
+    sharding, so that shards writing into one folder agree."""
+    files = list(dict.fromkeys(files))  # the same path twice is one input
+    groups: dict[str, list[Path]] = {}
     for f in files:
-        seen[f.stem] = seen.get(f.stem, 0) + 1
-    return {f: (f.stem if seen[f.stem] == 1 else f"{f.parent.name}_{f.stem}") for f in files}
+        groups.setdefault(f.stem, []).append(f)
+    out: dict[Path, str] = {}
+    for stem, group in groups.items():
+        if len(group) == 1:
+            out[group[0]] = stem
+            continue
+        folders = [f.absolute().parent.parts[1:] for f in group]
+        deepest = max(len(p) for p in folders)
+        for with_suffix in (False, True):
+            for depth in range(0 if with_suffix else 1, deepest + 1):
+                names = [
+                    "_".join([*p[len(p) - depth :], stem] + ([f.suffix.lstrip(".")] if with_suffix else []))
+                    for p, f in zip(folders, group)
+                ]
+                if len(set(names)) == len(names):
+                    break
+            else:
+                continue
+            break
+        out.update(zip(group, names))
+    taken: set[str] = set()
+    for f in files:  # a prefixed name may still equal another file's own stem
+        name, k = out[f], 1
+        while out[f] in taken:
+            k += 1
+            out[f] = f"{name}_{k}"
+        taken.add(out[f])
+    return out
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
@@ -116,12 +150,56 @@ class _AppendCsv:
         self.f.close()
 
 
-def _decoded(files: list[Path], max_pixels: int) -> Iterator[tuple[Path, XRay | None, str | None]]:
-    for f in files:
-        try:
-            yield f, read_xray(f, max_pixels=max_pixels), None
-        except InputFileError as e:
-            yield f, None, e.problem
+def default_workers() -> int:
+    """Decoding processes used by default: min(2, CPU count)."""
+    return min(2, os.cpu_count() or 1)
+
+
+def _decode(f: Path, max_pixels: int) -> tuple[XRay | None, str | None]:
+    """(X-ray, None) or (None, why): a bad file is a result, never an exception (it would stop the loader)."""
+    try:
+        return read_xray(f, max_pixels=max_pixels), None
+    except InputFileError as e:
+        return None, e.problem
+    except Exception as e:  # noqa: BLE001 - a decoder bug or MemoryError must not end the whole run
+        return None, f"cannot decode ({type(e).__name__}: {e})"
+
+
+class _DecodeFiles:
+    """Map-style dataset for the DataLoader: item i is (i, X-ray or None, problem or None)."""
+
+    def __init__(self, files: list[Path], max_pixels: int) -> None:
+        self.files, self.max_pixels = files, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[int, XRay | None, str | None]:
+        return (i, *_decode(self.files[i], self.max_pixels))
+
+
+def _as_is(item):
+    return item
+
+
+def _decoded(files: list[Path], max_pixels: int, workers: int = 0) -> Iterator[tuple[Path, XRay | None, str | None]]:
+    """(file, X-ray or None, problem or None) for every file, in order; decoded in ``workers`` processes."""
+    workers = min(workers, len(files))
+    if workers <= 0:
+        for f in files:
+            yield (f, *_decode(f, max_pixels))
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _DecodeFiles(files, max_pixels),
+        batch_size=None,  # one file per item; the pipeline makes its own batches
+        collate_fn=_as_is,  # keep the XRay as it is (numpy), no tensor conversion
+        num_workers=workers,
+        prefetch_factor=2,  # at most 2 * workers decoded images wait in memory
+    )
+    for i, xray, problem in loader:
+        yield files[i], xray, problem
 
 
 def predict_files(
@@ -133,19 +211,26 @@ def predict_files(
     progress: Callable | None = None,
     on_failure: Callable[[str, str], None] | None = None,
     max_pixels: int = 8192 * 8192,
+    workers: int | None = None,
 ) -> BatchReport:
-    """Segment every input file into ``out``; returns counts and the failures with their reasons."""
+    """Segment every input file into ``out``; returns counts and the failures with their reasons.
+
+    ``workers``: decoding processes (default :func:`default_workers`; 0 decodes in this process).
+    """
+    workers = default_workers() if workers is None else workers
+    if workers < 0:
+        raise CxrsegError(f"workers must be 0 or more, not {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = collect_inputs(inputs)
+    stems = output_stems(files)  # over all inputs: shards sharing an output folder must not reuse a name
     i, n = parse_shard(shard)
     files = files[i::n]
-    stems = output_stems(files)
     results = out / (RESULTS if n == 1 else f"results.shard{i}of{n}.csv")
     failed_path = out / (FAILED if n == 1 else f"failed.shard{i}of{n}.csv")
     if not resume:
         results.unlink(missing_ok=True)
-        failed_path.unlink(missing_ok=True)
+    failed_path.unlink(missing_ok=True)  # failures are never "done": a resumed run retries them and lists them anew
     done = _done_files(results) if resume else set()
     report = BatchReport(skipped=sum(str(f) in done for f in files))
     todo = [f for f in files if str(f) not in done]
@@ -167,7 +252,7 @@ def predict_files(
                 bar.update(len(batch))
             batch.clear()
 
-        for f, xray, problem in _decoded(todo, max_pixels):
+        for f, xray, problem in _decoded(todo, max_pixels, workers):
             if xray is None:
                 if failures is None:
                     failures = _AppendCsv(failed_path, ("file", "problem"))

@@ -8,12 +8,16 @@ Files in ``config.out``:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import random
+import signal
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from cxrseg._atomic import atomic_path, atomic_write_text
+from cxrseg._atomic import atomic_path, atomic_write_text, remove_stale_temps
 from cxrseg.data.covidqu import LUNG_PART, Sample, find_dataset, require_samples
 from cxrseg.data.dataset import ArrayBundle, SegmentationDataset, load_arrays
 from cxrseg.errors import CxrsegError
@@ -138,13 +142,42 @@ def _write_logs(out: Path, history: list[dict]) -> None:
     atomic_write_text(out / "log.csv", buf.getvalue())
 
 
-def fit(cfg: TrainConfig) -> FitResult:
-    """Train ``cfg.stage`` and return where the best weights are; resumes from ``out/last.pt`` if present."""
-    info = ddp.init_distributed()
+OUTPUT_FILES = ("last.pt", "best.safetensors", "best.json", "log.json", "log.csv")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While training, SIGTERM (``kill``, a scheduler's preemption, torchrun stopping its workers) raises
+    KeyboardInterrupt, so ``finally`` blocks run: a checkpoint being written is abandoned (its temporary file
+    removed) and the previous complete ``last.pt`` stays. The old handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        return _fit(cfg, info)
+        yield
     finally:
-        ddp.cleanup(info)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fit(cfg: TrainConfig) -> FitResult:
+    """Train ``cfg.stage`` and return where the best weights are; resumes from ``out/last.pt`` if present.
+
+    Launched by torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel: each rank sees its
+    DistributedSampler share of the training set and of the validation set, validation counts are gathered
+    so every rank computes the same figures, and only rank 0 writes files.
+    """
+    device = resolve_device(cfg.device)
+    with sigterm_as_interrupt():
+        info = ddp.init_distributed(use_cuda=device.type == "cuda")
+        try:
+            return _fit(cfg, info)
+        finally:
+            ddp.cleanup(info)
 
 
 def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
@@ -153,7 +186,10 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     seed_everything(cfg.seed + info.rank)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    if info.is_main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(cfg.out, OUTPUT_FILES)  # left by a run killed mid-write
+    ddp.barrier(info)
 
     train = _load_split(cfg, cfg.train_split, cfg.max_train, show)
     val = _load_split(cfg, cfg.val_split, cfg.max_val, show)
@@ -212,12 +248,31 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             raise CxrsegError(f"{last}: cannot resume, checkpoint unreadable ({e}); delete it or pass --no-resume") from e
         if state.get("stage") != cfg.stage:
             raise CxrsegError(f"{last}: is a {state.get('stage')} run, not {cfg.stage}; use another --out")
+        saved_epochs = state.get("config", {}).get("epochs", cfg.epochs)
+        if saved_epochs != cfg.epochs:
+            raise CxrsegError(
+                f"{last}: is a {saved_epochs}-epoch run and the learning-rate schedule spans the whole run; "
+                f"resume with --epochs {saved_epochs}, or start a new --out (--init-from {best_path} to continue "
+                "from its weights), or pass --no-resume"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, best_epoch, history = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"]
-        torch.set_rng_state(state["rng"])
-        if show:
+        if state["scheduler"].get("total_steps") == scheduler.total_steps:
+            scheduler.load_state_dict(state["scheduler"])
+        else:  # batches per epoch changed (another world size or batch size): same place in the schedule
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(start_epoch * steps_per_epoch):
+                    scheduler.step()
+        rng = state["rng"]  # one state per rank (older checkpoints: a single state)
+        if isinstance(rng, list):
+            rng = rng[info.rank] if info.rank < len(rng) else None
+        if rng is not None:
+            torch.set_rng_state(rng)
+        if show and start_epoch >= cfg.epochs:
+            tqdm.write(f"resumed from {last}: all {cfg.epochs} epochs already done")
+        elif show:
             tqdm.write(f"resumed from {last}: continuing at epoch {start_epoch + 1}/{cfg.epochs}")
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -244,15 +299,20 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             totals["seg_loss"] += ls.item()
             totals["cls_loss"] += lc.item()
             bar.set_postfix(loss=f"{totals['loss'] / n_batches:.4f}")
-        row = {"epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in totals.items()}}
+        # Mean training losses over every rank's batches.
+        *sums, n_all = ddp.sum_floats([*totals.values(), float(n_batches)], info)
+        row = {"epoch": epoch + 1, **{k: v / max(n_all, 1) for k, v in zip(totals, sums)}}
         row.update(_validate(model, val_loader, cfg, device, info))
         row["lr"] = scheduler.get_last_lr()[0]
         row["seconds"] = round(time.time() - t0, 1)
         history.append(row)
-        metric = row["val_dice_mean"]
+        metric = row["val_dice_mean"]  # the same on every rank: validation is gathered
+        improved = metric > best
+        if improved:
+            best, best_epoch = metric, epoch + 1
+        rng_states = ddp.gather_objects(torch.get_rng_state(), info)
         if info.is_main:
-            if metric > best:
-                best, best_epoch = metric, epoch + 1
+            if improved:
                 card = default_card(cfg.stage, cfg.model, cfg.size)
                 card["training"] = {
                     "data": f"COVID-QU-Ex Infection Segmentation Data, {cfg.train_split} split ({len(train)} images)",
@@ -275,7 +335,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
                         "best": best,
                         "best_epoch": best_epoch,
                         "history": history,
-                        "rng": torch.get_rng_state(),
+                        "rng": rng_states,
                         "config": cfg.to_dict(),
                     },
                     tmp,
