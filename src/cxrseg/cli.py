@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -82,7 +83,8 @@ def train(
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)
-    typer.echo(f"best validation Dice {result.best_metric:.4f} at epoch {result.best_epoch}: {result.best_weights}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"best validation Dice {result.best_metric:.4f} at epoch {result.best_epoch}: {result.best_weights}")
 
 
 def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int):
@@ -122,6 +124,7 @@ def predict(
     tta: Annotated[bool, typer.Option(help="flip test-time augmentation + uncertainty map and score")] = False,
     resume: Annotated[bool, typer.Option(help="skip files already in OUT/results.csv")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/n: process every n-th file starting at i")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="decoding processes (default: min(2, CPU count); 0: in-process)")] = None,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image."""
     from tqdm.auto import tqdm
@@ -130,7 +133,7 @@ def predict(
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
     report = predict_files(
-        pipe, inputs, out, resume=resume, shard=shard,
+        pipe, inputs, out, resume=resume, shard=shard, workers=workers,
         progress=lambda total: tqdm(total=total, desc="predict", unit="img"),
         on_failure=lambda f, why: tqdm.write(f"skipped {f}: {why}", file=sys.stderr),
     )
