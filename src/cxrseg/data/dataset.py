@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
+from monai.utils import convert_to_tensor
 from torch.utils.data import Dataset
 
 from cxrseg.data.covidqu import Sample
@@ -159,7 +160,8 @@ class SegmentationDataset(Dataset):
         item = {"image": image, "mask": mask, "roi": roi}
         if self.transform is not None:
             item = self.transform(item)
-            item = {k: torch.as_tensor(v).float() for k, v in item.items()}
+            # Plain tensors, not MONAI MetaTensors: metadata tracking slows every later op.
+            item = {k: convert_to_tensor(v, track_meta=False).float() for k, v in item.items()}
             item["image"] = item["image"].clamp_(0.0, 1.0)
         if self.target == "infection":
             item["image"] = item["image"] * item["roi"]

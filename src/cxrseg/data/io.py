@@ -111,7 +111,7 @@ def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIX
     """Decode an X-ray from bytes (any supported format); errors name ``source``."""
     if not data:
         raise InputFileError(source, "file is empty")
-    if is_dicom_bytes(data):
+    if is_dicom_bytes(data) or source.lower().endswith((".dcm", ".dicom")):
         return _read_dicom(data, source, max_pixels)
     Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a clearer message
     try:

@@ -1,0 +1,166 @@
+"""TwoStagePipeline: masks at the input's own size, infection inside the lung, backends agree, TTA, veto."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrseg.data.covidqu import find_dataset
+from cxrseg.data.io import XRay, read_xray
+from cxrseg.errors import CxrsegError
+from cxrseg.inference.pipeline import TwoStagePipeline
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = int(a.sum()) + int(b.sum())
+    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
+
+
+@pytest.fixture(scope="module")
+def val_samples(synthetic_root):
+    return find_dataset(synthetic_root).select(("Val",))
+
+
+@pytest.fixture(scope="module")
+def val_xrays(val_samples):
+    return [read_xray(s.image) for s in val_samples]
+
+
+@pytest.fixture(scope="module")
+def few_xrays(val_xrays):
+    """One image per class (COVID-19, Non-COVID, Normal): enough where all nine add only time."""
+    return val_xrays[::3]
+
+
+def _resized(x: XRay, height: int, width: int) -> XRay:
+    img = Image.fromarray(np.round(x.pixels * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    return XRay(np.asarray(img, np.float32) / 255.0, f"{x.source}@{width}x{height}")
+
+
+def test_lungs_are_found_on_validation_images(pipeline, val_samples, val_xrays):
+    for s, seg in zip(val_samples, pipeline.predict(val_xrays)):
+        truth = np.asarray(Image.open(s.lung)) > 0
+        assert seg.lung.shape == truth.shape
+        assert dice(seg.lung, truth) > 0.8, s.image.name
+
+
+@pytest.mark.parametrize("height, width", [(96, 160), (200, 128), (1000, 1200)])
+def test_masks_come_back_at_the_input_size(pipeline, val_xrays, height, width):
+    x = _resized(val_xrays[0], height, width)
+    seg = pipeline.predict([x])[0]
+    assert seg.lung.shape == seg.infection.shape == (height, width)
+    assert seg.lung.dtype == bool and seg.infection.dtype == bool
+    assert seg.size == (height, width)
+    assert seg.figures.lung_area_px == int(seg.lung.sum())
+    # the same anatomy, whatever the resolution: compare with the 128x128 result scaled up
+    small = pipeline.predict([val_xrays[0]])[0].lung
+    scaled = np.asarray(Image.fromarray(small.astype(np.uint8) * 255).resize((width, height), Image.NEAREST)) > 127
+    assert dice(seg.lung, scaled) > 0.9
+
+
+def test_large_mask_is_smooth_not_blocky(pipeline, val_xrays):
+    """Probabilities are upsampled before thresholding: the boundary does not follow 128-pixel-grid steps."""
+    x = _resized(val_xrays[0], 1024, 1024)
+    lung = pipeline.predict([x])[0].lung
+    block = 1024 // 128
+    # a blocky mask is constant on every 8x8 cell; a smooth one cuts through many cells
+    cells = lung.reshape(128, block, 128, block).transpose(0, 2, 1, 3).reshape(128, 128, -1)
+    mixed = (cells.any(-1) & ~cells.all(-1)).sum()
+    assert mixed > 50
+
+
+def test_mixed_sizes_in_one_batch(pipeline, val_xrays):
+    xs = [_resized(val_xrays[0], 150, 100), val_xrays[1], _resized(val_xrays[2], 64, 300)]
+    segs = pipeline.predict(xs)
+    assert [s.size for s in segs] == [(150, 100), (128, 128), (64, 300)]
+    assert [s.source for s in segs] == [x.source for x in xs]
+    assert pipeline.predict([]) == []
+
+
+def test_infection_is_inside_the_lung(pipeline, few_xrays, monkeypatch):
+    monkeypatch.setattr(pipeline, "image_threshold", None)  # no veto: let every image show infection
+    xs = few_xrays + [_resized(few_xrays[0], 300, 420)]
+    segs = pipeline.predict(xs)
+    assert sum(int(s.infection.sum()) for s in segs) > 0  # else this test proves nothing
+    for seg in segs:
+        assert not (seg.infection & ~seg.lung).any()
+        assert seg.figures.infection_area_px == int(seg.infection.sum())
+
+
+def test_predict_one_accepts_path_array_and_xray(pipeline, val_samples, val_xrays):
+    from_path = pipeline.predict_one(val_samples[0].image)
+    from_array = pipeline.predict_one(val_xrays[0].pixels)
+    from_xray = pipeline.predict_one(val_xrays[0])
+    assert from_path.source == str(val_samples[0].image)
+    np.testing.assert_array_equal(from_path.lung, from_array.lung)
+    np.testing.assert_array_equal(from_path.lung, from_xray.lung)
+    np.testing.assert_array_equal(from_path.infection, from_xray.infection)
+
+
+def test_image_level_veto_empties_infection(pipeline, few_xrays, monkeypatch):
+    monkeypatch.setattr(pipeline, "image_threshold", None)
+    unvetoed = pipeline.predict(few_xrays)
+    assert any(s.infection.any() for s in unvetoed)
+    monkeypatch.setattr(pipeline, "image_threshold", 1.01)
+    vetoed = pipeline.predict(few_xrays)
+    for before, after in zip(unvetoed, vetoed):
+        assert not after.infection.any()
+        assert after.figures.infection_area_px == 0 and after.figures.total_grade == 0
+        assert after.infection_probability == pytest.approx(before.infection_probability)  # still reported
+        np.testing.assert_array_equal(after.lung, before.lung)  # stage 1 is untouched
+
+
+def test_classifier_probability_is_reported(pipeline, few_xrays):
+    segs = pipeline.predict(few_xrays)
+    probs = [s.infection_probability for s in segs]
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probs)
+    assert all(s.uncertainty is None and s.uncertainty_score is None for s in segs)  # only with TTA
+
+
+def test_tta_gives_uncertainty_map_and_score(pipeline, val_xrays, monkeypatch):
+    monkeypatch.setattr(pipeline, "tta", True)
+    xs = [val_xrays[0], _resized(val_xrays[3], 100, 180)]
+    segs = pipeline.predict(xs)
+    for x, seg in zip(xs, segs):
+        assert seg.uncertainty is not None
+        assert seg.uncertainty.shape == x.size
+        assert seg.uncertainty.min() >= 0.0 and seg.uncertainty.max() <= 0.5 + 1e-6
+        assert isinstance(seg.uncertainty_score, float) and seg.uncertainty_score >= 0.0
+        assert seg.uncertainty_score == pytest.approx(float(seg.uncertainty[seg.lung].mean()), rel=1e-5)
+        assert seg.row()["uncertainty"] is not None
+    assert max(float(s.uncertainty.max()) for s in segs) > 0  # the model is not exactly flip-symmetric
+    # TTA averages the flipped pass in: the lungs barely move
+    plain = pipeline.predict([val_xrays[0]])[0]
+    assert dice(plain.lung, segs[0].lung) > 0.95
+
+
+def test_tta_on_a_symmetric_model_input_is_consistent(pipeline, monkeypatch):
+    """An image and its mirror give mirrored masks under TTA (flip averaging makes the model symmetric)."""
+    monkeypatch.setattr(pipeline, "tta", True)
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(0.5, 0.2, (128, 128)), 0, 1).astype(np.float32)
+    a, b = pipeline.predict([XRay(img, "a"), XRay(np.ascontiguousarray(img[:, ::-1]), "b")])
+    np.testing.assert_allclose(a.uncertainty, b.uncertainty[:, ::-1], atol=1e-5)
+    assert dice(a.lung, b.lung[:, ::-1]) > 0.99
+
+
+@pytest.fixture(scope="module")
+def onnx_pipeline(tiny_models):
+    return TwoStagePipeline.from_pretrained(*tiny_models, backend="onnx")
+
+
+def test_torch_and_onnx_backends_agree(pipeline, onnx_pipeline, val_xrays):
+    assert (pipeline.backend_name, onnx_pipeline.backend_name) == ("torch", "onnx")
+    xs = val_xrays[::2] + [_resized(val_xrays[0], 240, 300)]
+    for t, o in zip(pipeline.predict(xs), onnx_pipeline.predict(xs)):
+        assert dice(t.lung, o.lung) >= 0.999
+        assert dice(t.infection, o.infection) >= 0.999
+        assert t.infection_probability == pytest.approx(o.infection_probability, abs=1e-4)
+
+
+def test_unknown_backend_and_missing_models(tiny_models, tmp_path):
+    with pytest.raises(CxrsegError, match="backend"):
+        TwoStagePipeline.from_pretrained(*tiny_models, backend="tensorflow")
+    with pytest.raises(CxrsegError, match="nope.safetensors"):
+        TwoStagePipeline.from_pretrained(tmp_path / "nope.safetensors", tiny_models[1], backend="torch")

@@ -1,0 +1,91 @@
+"""Severity: infected share per lung, grades 0-4 per lung, total 0-8, radiological right/left."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrseg.inference.severity import grade, severity
+
+
+@pytest.mark.parametrize(
+    "share, expected",
+    [
+        (0.0, 0),
+        (1e-9, 1),
+        (0.01, 1),
+        (0.2499, 1),
+        (0.25, 2),
+        (0.4999, 2),
+        (0.50, 3),
+        (0.7499, 3),
+        (0.75, 4),
+        (1.0, 4),
+    ],
+)
+def test_grade_boundaries(share, expected):
+    assert grade(share) == expected
+
+
+def _lungs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two 10x10 lungs (100 px each): image-left (patient's right) and image-right (patient's left)."""
+    img_left = np.zeros((40, 60), bool)
+    img_left[10:20, 5:15] = True
+    img_right = np.zeros((40, 60), bool)
+    img_right[10:20, 40:50] = True
+    return img_left | img_right, img_left, img_right
+
+
+def _infect(region: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros_like(region)
+    ys, xs = np.nonzero(region)
+    out[ys[:n], xs[:n]] = True
+    return out
+
+
+@pytest.mark.parametrize(
+    "right_px, left_px, grades",
+    [(0, 0, (0, 0)), (1, 0, (1, 0)), (24, 25, (1, 2)), (25, 49, (2, 2)), (50, 74, (3, 3)), (75, 100, (4, 4))],
+)
+def test_grades_per_lung_from_masks(right_px, left_px, grades):
+    lung, img_left, img_right = _lungs()
+    inf = _infect(img_left, right_px) | _infect(img_right, left_px)
+    f = severity(lung, inf)
+    assert (f.right_grade, f.left_grade) == grades
+    assert f.total_grade == sum(grades)
+    assert f.right_infected_pct == pytest.approx(right_px)
+    assert f.left_infected_pct == pytest.approx(left_px)
+    assert f.infected_pct == pytest.approx((right_px + left_px) / 2)
+    assert f.infection_area_px == right_px + left_px
+
+
+def test_right_means_patients_right_on_the_image_left():
+    lung, img_left, img_right = _lungs()
+    f = severity(lung, _infect(img_left, 80))  # infection only in the image-left lung
+    assert (f.right_grade, f.left_grade, f.total_grade) == (4, 0, 4)
+    assert f.right_lung_area_px == f.left_lung_area_px == 100
+    assert f.lung_area_px == 200
+
+
+def test_infection_outside_the_lung_does_not_count():
+    lung, img_left, _ = _lungs()
+    inf = _infect(img_left, 10)
+    inf[30:40, 20:35] = True  # outside both lungs
+    f = severity(lung, inf)
+    assert f.infection_area_px == 10
+    assert f.right_infected_pct == pytest.approx(10.0) and f.left_infected_pct == 0.0
+
+
+def test_no_lung_gives_zeros():
+    empty = np.zeros((32, 32), bool)
+    f = severity(empty, empty)
+    assert f.lung_area_px == 0 and f.infected_pct == 0.0 and f.total_grade == 0
+
+
+def test_figures_are_plain_json_types():
+    import json
+
+    lung, img_left, _ = _lungs()
+    d = severity(lung, _infect(img_left, 30)).to_dict()
+    json.dumps(d)
+    assert {type(v) for v in d.values()} <= {int, float}
