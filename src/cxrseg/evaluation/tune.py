@@ -2,9 +2,10 @@
 
 The network is run once; every combination of pixel threshold, image-level threshold and minimum
 infection area is then scored from the cached probabilities. The objective is the per-image mean
-infection Dice over all images under the empty-mask rule (so silence on Non-COVID and Normal images
-counts as much as overlap on COVID-19 images), subject to at most ``max_negative_rate`` of the images
-with empty ground truth getting any predicted infection.
+infection Dice over the images that have infection (COVID-19), subject to at most ``max_negative_rate``
+of the images with empty ground truth (Non-COVID, Normal) getting any predicted infection. (Maximising
+the mean over all images under the empty-mask rule instead rewards vetoing too much: on Val it chose a
+setting that missed a quarter of the COVID-19 images.)
 """
 
 from __future__ import annotations
@@ -87,13 +88,18 @@ def tune_infection(
         for g in (progress(grid) if progress else grid)
     ]
     allowed = [r for r in table if r["negatives_with_infection"] <= max_negative_rate] or table
-    best = max(allowed, key=lambda r: r["dice_mean"])
-    return TuneResult(Thresholds(best["threshold"], best["image_threshold"], best["min_area"]), best["dice_mean"], table)
+    best = max(allowed, key=lambda r: (r["dice_mean_covid"] or 0.0, r["dice_mean"]))
+    return TuneResult(
+        Thresholds(best["threshold"], best["image_threshold"], best["min_area"]), best["dice_mean_covid"] or 0.0, table
+    )
 
 
 def write_thresholds(weights: str | Path, result: TuneResult, split: str) -> None:
     """Store the chosen thresholds in the infection model's card, with how they were chosen."""
     card = read_card(weights)
     card.update(threshold=result.best.threshold, image_threshold=result.best.image_threshold, min_area=result.best.min_area)
-    card["thresholds_tuned_on"] = f"{split} split: max per-image mean infection Dice, <=10% negatives flagged"
+    card["thresholds_tuned_on"] = (
+        f"{split} split: max per-image mean infection Dice on images with infection, "
+        "at most 10% of images without infection flagged"
+    )
     atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")
