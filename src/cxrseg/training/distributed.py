@@ -58,14 +58,6 @@ def sum_floats(values: list[float], info: DistInfo) -> list[float]:
     return [float(sum(col)) for col in zip(*gather_objects(list(values), info))]
 
 
-def broadcast_object(obj, info: DistInfo):
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
