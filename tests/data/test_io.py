@@ -9,6 +9,8 @@ from PIL import Image
 from cxrseg.data.io import decode_xray, read_mask, read_xray
 from cxrseg.errors import InputFileError
 
+from _dicom import new_dicom
+
 
 def _ramp(h: int = 24, w: int = 40) -> np.ndarray:
     """A uint8 image with every value distinct enough to tell orientations apart."""
@@ -113,17 +115,7 @@ def test_exif_orientation_is_applied(tmp_path, fmt):
 
 def _write_dicom(path, stored: np.ndarray, photometric="MONOCHROME2", slope=None, intercept=None, center=None,
                  width=None, preamble=True):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = new_dicom()
     ds.Modality = "DX"
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel = 1
@@ -191,15 +183,7 @@ def test_dicom_window_with_monochrome1(tmp_path):
 
 
 def test_dicom_without_pixels_is_input_error(tmp_path):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
+    ds = new_dicom()
     ds.PatientName = "Nobody"
     path = tmp_path / "nopix.dcm"
     ds.save_as(path, enforce_file_format=True)

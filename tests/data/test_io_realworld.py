@@ -14,6 +14,8 @@ from cxrseg.data.io import read_xray
 from cxrseg.data.synthetic import phantom
 from cxrseg.errors import InputFileError
 
+from _dicom import new_dicom
+
 H, W = 192, 160  # non-square, so a transposed result cannot pass
 
 
@@ -27,16 +29,7 @@ def picture() -> np.ndarray:
 
 def write_dicom(path: Path, pixels: np.ndarray, **attrs) -> Path:
     """A standard DICOM file (preamble, file meta, PixelData) as a modality would write it."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds = new_dicom()
     ds.Modality = "CR"
     ds.Rows, ds.Columns = pixels.shape[:2]
     ds.SamplesPerPixel = 3 if pixels.ndim == 3 else 1
