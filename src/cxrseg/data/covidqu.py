@@ -12,6 +12,7 @@ Layout (folder names contain spaces)::
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,20 @@ def require_samples(index: DatasetIndex, splits: tuple[str, ...], what: str = ""
     if not samples:
         raise CxrsegError(f"{index.root}: no usable {what + ' ' if what else ''}images in split(s) {', '.join(splits)}")
     return samples
+
+
+def stratified_subset(samples: list[Sample], k: int | None, seed: int) -> list[Sample]:
+    """At most ``k`` samples with the classes in their original proportions (all if ``k`` is None)."""
+    if k is None or k >= len(samples):
+        return samples
+    rng = random.Random(seed)
+    by_class: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_class.setdefault(s.label, []).append(s)
+    out = []
+    for group in by_class.values():
+        out += rng.sample(group, max(1, round(k * len(group) / len(samples))))
+    return sorted(out, key=lambda s: (s.label, s.name))[: max(k, len(by_class))]
 
 
 def check_masks(samples: list[Sample]) -> tuple[dict[tuple[str, str], tuple[int, int]], list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrseg.data.covidqu import CLASSES, Sample, find_dataset, require_samples
+from cxrseg.data.covidqu import CLASSES, Sample, find_dataset, require_samples, stratified_subset
 from cxrseg.data.io import read_mask, read_xray
 from cxrseg.errors import InputFileError
 from cxrseg.evaluation.metrics import Counts, detection, dice_per_image, iou_per_image, summarize
@@ -83,8 +83,6 @@ def evaluate(
     index = find_dataset(data, part="auto", splits=(split,))
     samples = require_samples(index, (split,))
     if max_images is not None:
-        from cxrseg.training.loop import stratified_subset
-
         samples = stratified_subset(samples, max_images, seed=0)
     with_infection = all(s.infection is not None for s in samples)
     lung_parts, inf_parts, probs = [], [], []

@@ -29,7 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from cxrseg._atomic import atomic_path, atomic_write_text, remove_stale_temps
-from cxrseg.data.covidqu import LUNG_PART, Sample, find_dataset, require_samples
+from cxrseg.data.covidqu import LUNG_PART, find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import ArrayBundle, SegmentationDataset, load_arrays
 from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.metrics import Counts, detection, summarize
@@ -54,20 +54,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def stratified_subset(samples: list[Sample], k: int | None, seed: int) -> list[Sample]:
-    """At most ``k`` samples with the classes in their original proportions (all if ``k`` is None)."""
-    if k is None or k >= len(samples):
-        return samples
-    rng = random.Random(seed)
-    by_class: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_class.setdefault(s.label, []).append(s)
-    out = []
-    for group in by_class.values():
-        out += rng.sample(group, max(1, round(k * len(group) / len(samples))))
-    return sorted(out, key=lambda s: (s.label, s.name))[: max(k, len(by_class))]
 
 
 def predicted_lung_roi(lung_model: SegNet, images: np.ndarray, device: torch.device, batch_size: int = 32) -> np.ndarray:
