@@ -56,6 +56,7 @@ def train(
     roi: Annotated[str, typer.Option(help="stage-2 ROI from 'predicted' stage-1 masks or 'ground_truth'")] = "predicted",
     lung_model: Annotated[Optional[Path], typer.Option(help="stage-1 weights for --roi predicted (default: shipped)")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="start from these weights, e.g. stage 1 (transfer)")] = None,
+    class_loss_weight: Annotated[float, typer.Option(help="weight of the image-level head's loss (stage 2)")] = 0.5,
     max_train: Annotated[Optional[int], typer.Option(help="use at most this many training images")] = None,
     max_val: Annotated[Optional[int], typer.Option(help="use at most this many validation images")] = None,
     workers: int = 0,
@@ -78,8 +79,9 @@ def train(
     )
     cfg = TrainConfig(
         stage=stage, data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, size=size,
-        loss=loss, model=model, roi=roi, lung_model=lung_model, init_from=init_from, max_train=max_train,
-        max_val=max_val, num_workers=workers, device=device, resume=resume,
+        loss=loss, model=model, roi=roi, lung_model=lung_model, init_from=init_from,
+        class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
+        device=device, resume=resume,
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)

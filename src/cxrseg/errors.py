@@ -10,9 +10,19 @@ class CxrsegError(Exception):
 
 
 class InputFileError(CxrsegError):
-    """A file that cannot be used, with its path in the message."""
+    """A file that cannot be used, with its path in the message.
 
-    def __init__(self, path: str | Path, problem: str) -> None:
+    ``kind`` says what sort of problem it is, for callers that answer differently (the web service's status
+    codes): 'empty', 'too_large' (too many pixels), 'not_image' (not a format we read), 'missing', or
+    'invalid' (corrupt, truncated, too small, unusable content).
+    """
+
+    KINDS = ("empty", "too_large", "not_image", "missing", "invalid")
+
+    def __init__(self, path: str | Path, problem: str, kind: str = "invalid") -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown InputFileError kind {kind!r}")
         self.path = Path(path)
         self.problem = problem
+        self.kind = kind
         super().__init__(f"{path}: {problem}")

@@ -6,14 +6,32 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from cxrseg._atomic import atomic_path
 from cxrseg.models.store import load_model
 
 
+def prelu_as_leaky_relu(model: nn.Module) -> int:
+    """Swap every single-slope PReLU (MONAI's default activation) for the LeakyReLU with that slope, in place.
+
+    The two compute the same function, but onnxruntime runs PRelu through a general broadcasting kernel
+    that took a fifth of stage 2's CPU time, and LeakyRelu through a vectorised one (a tenth of that).
+    Returns how many were swapped.
+    """
+    swapped = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.PReLU) and child.weight.numel() == 1:
+                setattr(parent, name, nn.LeakyReLU(float(child.weight.detach())))
+                swapped += 1
+    return swapped
+
+
 def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
     """Write ``weights`` as ONNX to ``out`` (atomically) and return ``out``."""
     model, card = load_model(weights)
+    prelu_as_leaky_relu(model)
     size = int(card.get("input_size", 256))
     names = ["segmentation"] + (["image_logit"] if model.head is not None else [])
     x = torch.zeros(1, 1, size, size)

@@ -205,16 +205,16 @@ def _png_bytes(h=64, w=64) -> bytes:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the broken fake DICOM
 @pytest.mark.parametrize(
-    "name, content, words",
+    "name, content, words, kind",
     [
-        ("truncated.png", _png_bytes()[:300], "corrupt or truncated"),
-        ("garbled.png", _png_bytes()[:60] + bytes(range(256)) * 4, "corrupt or truncated"),
-        ("notes.png", b"this is a text file, not an X-ray\n" * 10, "not an image"),
-        ("empty.png", b"", "empty"),
-        ("fake.dcm", b"\0" * 128 + b"DICM" + b"\xff" * 64, "DICOM"),
+        ("truncated.png", _png_bytes()[:300], "corrupt or truncated", "invalid"),
+        ("garbled.png", _png_bytes()[:60] + bytes(range(256)) * 4, "corrupt or truncated", "invalid"),
+        ("notes.png", b"this is a text file, not an X-ray\n" * 10, "not an image", "not_image"),
+        ("empty.png", b"", "empty", "empty"),
+        ("fake.dcm", b"\0" * 128 + b"DICM" + b"\xff" * 64, "DICOM", "invalid"),
     ],
 )
-def test_bad_files_raise_input_error_naming_the_file(tmp_path, name, content, words):
+def test_bad_files_raise_input_error_naming_the_file(tmp_path, name, content, words, kind):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(InputFileError) as err:
@@ -222,13 +222,15 @@ def test_bad_files_raise_input_error_naming_the_file(tmp_path, name, content, wo
     assert name in str(err.value)
     assert err.value.path == path
     assert words in str(err.value)
+    assert err.value.kind == kind
 
 
 def test_too_large_image_is_refused(tmp_path):
     path = tmp_path / "huge.png"
     Image.fromarray(np.zeros((200, 300), np.uint8)).save(path)
-    with pytest.raises(InputFileError, match=r"huge\.png.*over the limit"):
+    with pytest.raises(InputFileError, match=r"huge\.png.*over the limit") as err:
         read_xray(path, max_pixels=200 * 300 - 1)
+    assert err.value.kind == "too_large"
     assert read_xray(path, max_pixels=200 * 300).size == (200, 300)
 
 

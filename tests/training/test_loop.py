@@ -160,6 +160,9 @@ def test_transfer_copies_matching_tensors(mini_root, two_epoch_run, tmp_path):
     assert set(dst) - set(src) and all(k.startswith("head.") for k in set(dst) - set(src))
     for k in shared:
         assert torch.equal(src[k], dst[k]), k
+    ancestry = json.loads((out / "best.json").read_text())["training"]["init_from"]  # the card tells the chain
+    assert ancestry["weights"] == str(lung.best_weights) and ancestry["tensors_copied"] == len(src)
+    assert ancestry["training"]["epoch"] == read_card(lung.best_weights)["training"]["epoch"]
 
 
 def test_config_rejects_bad_values(tmp_path):

@@ -54,7 +54,7 @@ def _stretch(a: np.ndarray) -> np.ndarray:
 def _from_pil(img: Image.Image, source: str, max_pixels: int) -> XRay:
     w, h = img.size
     if w * h > max_pixels:
-        raise InputFileError(source, f"image is {w}x{h} pixels, over the limit of {max_pixels} pixels")
+        raise InputFileError(source, f"image is {w}x{h} pixels, over the limit of {max_pixels} pixels", "too_large")
     if w < 16 or h < 16:
         raise InputFileError(source, f"image is only {w}x{h} pixels; an X-ray needs at least 16x16")
     img = ImageOps.exif_transpose(img)
@@ -97,7 +97,7 @@ def _read_dicom(data: bytes, source: str, max_pixels: int) -> XRay:
         raise InputFileError(source, f"DICOM pixel data has shape {arr.shape}; expected a 2-D image")
     h, w = arr.shape
     if h * w > max_pixels:
-        raise InputFileError(source, f"image is {w}x{h} pixels, over the limit of {max_pixels} pixels")
+        raise InputFileError(source, f"image is {w}x{h} pixels, over the limit of {max_pixels} pixels", "too_large")
     arr = apply_modality_lut(arr, ds)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
         arr = apply_voi_lut(arr, ds, index=0)
@@ -110,7 +110,7 @@ def _read_dicom(data: bytes, source: str, max_pixels: int) -> XRay:
 def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS) -> XRay:
     """Decode an X-ray from bytes (any supported format); errors name ``source``."""
     if not data:
-        raise InputFileError(source, "file is empty")
+        raise InputFileError(source, "file is empty", "empty")
     if is_dicom_bytes(data) or source.lower().endswith((".dcm", ".dicom")):
         return _read_dicom(data, source, max_pixels)
     Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a clearer message
@@ -118,12 +118,12 @@ def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIX
         img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > max_pixels:
-            raise InputFileError(source, f"image is {w}x{h} pixels, over the limit of {max_pixels} pixels")
+            raise InputFileError(source, f"image is {w}x{h} pixels, over the limit of {max_pixels} pixels", "too_large")
         img.load()
     except InputFileError:
         raise
     except UnidentifiedImageError as e:
-        raise InputFileError(source, "not an image (PNG, JPEG, TIFF, BMP or DICOM expected)") from e
+        raise InputFileError(source, "not an image (PNG, JPEG, TIFF, BMP or DICOM expected)", "not_image") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise InputFileError(source, f"corrupt or truncated image ({e})") from e
     return _from_pil(img, source, max_pixels)
@@ -133,7 +133,7 @@ def read_xray(path: str | Path, max_pixels: int = MAX_PIXELS) -> XRay:
     """Read an X-ray file; raises :class:`InputFileError` naming the file on any problem."""
     path = Path(path)
     if not path.exists():
-        raise InputFileError(path, "file not found")
+        raise InputFileError(path, "file not found", "missing")
     if path.is_dir():
         raise InputFileError(path, "is a folder, not an image file")
     try:
@@ -153,7 +153,7 @@ def read_mask(path: str | Path) -> np.ndarray:
                 raise InputFileError(path, f"unsupported mask mode {img.mode}")
             arr = np.asarray(img.convert("L") if img.mode in ("RGB", "RGBA", "LA", "P") else img)
     except FileNotFoundError as e:
-        raise InputFileError(path, "file not found") from e
+        raise InputFileError(path, "file not found", "missing") from e
     except InputFileError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

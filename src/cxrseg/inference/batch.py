@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
+    # zlib level 1: masks and overlays compress almost as well as at the default 6, several times faster.
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
 
 
 def write_outputs(out: Path, stem: str, xray: XRay, seg: Segmentation) -> None:
@@ -237,19 +239,36 @@ def predict_files(
     writer = _AppendCsv(results, CSV_FIELDS)
     failures: _AppendCsv | None = None
     bar = progress(total=len(todo)) if progress else None
+    # One background thread writes a batch's files and then its CSV rows (zlib releases the GIL, so this
+    # overlaps the next batch's inference); waiting for it before handing over the next batch keeps at most
+    # one batch in flight, and a row still only appears once its files are complete.
+    saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrseg-write")
+    pending: Future | None = None
+
+    def save(items: list[tuple[Path, XRay, Segmentation]]) -> int:
+        for f, x, seg in items:
+            write_outputs(out, stems[f], x, seg)
+        writer.write([{**seg.row(), "file": str(f)} for f, _, seg in items])
+        return len(items)
+
+    def wait_saved() -> None:
+        nonlocal pending
+        if pending is not None:
+            n, pending = pending.result(), None
+            report.done += n
+            if bar is not None:
+                bar.update(n)
+
     try:
         batch: list[tuple[Path, XRay]] = []
 
         def flush() -> None:
+            nonlocal pending
             if not batch:
                 return
             segs = pipeline.predict([x for _, x in batch])
-            for (f, x), seg in zip(batch, segs):
-                write_outputs(out, stems[f], x, seg)
-            writer.write([{**seg.row(), "file": str(f)} for (f, _), seg in zip(batch, segs)])
-            report.done += len(batch)
-            if bar is not None:
-                bar.update(len(batch))
+            wait_saved()
+            pending = saver.submit(save, [(f, x, seg) for (f, x), seg in zip(batch, segs)])
             batch.clear()
 
         for f, xray, problem in _decoded(todo, max_pixels, workers):
@@ -267,7 +286,9 @@ def predict_files(
             if len(batch) >= pipeline.batch_size:
                 flush()
         flush()
+        wait_saved()
     finally:
+        saver.shutdown(wait=True)  # an interrupted run still finishes the batch being written
         writer.close()
         if failures is not None:
             failures.close()

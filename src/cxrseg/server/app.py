@@ -337,14 +337,7 @@ def too_large(settings: ServerSettings) -> str:
 
 def status_for(error: InputFileError) -> int:
     """HTTP status for an unusable upload: 400 empty, 413 too many pixels, 415 not an image, 422 otherwise."""
-    problem = error.problem
-    if problem == "file is empty":
-        return 400
-    if "over the limit" in problem:
-        return 413
-    if problem.startswith("not an image"):
-        return 415
-    return 422  # corrupt, truncated, unreadable DICOM, too small
+    return {"empty": 400, "too_large": 413, "not_image": 415}.get(error.kind, 422)  # 422: corrupt, too small...
 
 
 def load_pipeline(settings: ServerSettings) -> Any:

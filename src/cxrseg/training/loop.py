@@ -36,7 +36,7 @@ from cxrseg.evaluation.metrics import Counts, detection, summarize
 from cxrseg.inference.backends import TorchBackend, resolve_device
 from cxrseg.inference.postprocess import clean_lung
 from cxrseg.models.factory import SegNet, build_model, split_outputs
-from cxrseg.models.store import default_card, load_model, save_model, shipped_weights
+from cxrseg.models.store import default_card, load_model, read_card, save_model, shipped_weights
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.losses import build_loss
@@ -209,8 +209,12 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     val_loader = DataLoader(val_shard, batch_size=cfg.batch_size * 2, num_workers=0)
 
     model = build_model(cfg.model).to(device)
+    ancestry = None
     if cfg.init_from is not None:
         n = _transfer(model, cfg.init_from)
+        # Where the starting weights came from, so the card tells the whole chain (transfer, fine-tuning).
+        ancestry = {"weights": str(cfg.init_from), "tensors_copied": n}
+        ancestry["training"] = read_card(cfg.init_from).get("training")
         if show:
             tqdm.write(f"transfer: {n} tensors copied from {cfg.init_from}")
     model = model.to(device)
@@ -307,6 +311,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
                     "epoch": epoch + 1,
                     "config": cfg.to_dict(),
                     "command": cfg.command,
+                    "init_from": ancestry,
                 }
                 card["metrics"] = {k: v for k, v in row.items() if k.startswith("val_")}
                 save_model(best_path, model, card)
