@@ -2,9 +2,10 @@
 
     python scripts/join_runs.py FIRST SECOND OUT
 
-OUT gets SECOND's best weights and card, and a ``log.json`` with FIRST's epochs up to the one whose
-weights SECOND started from, then SECOND's epochs numbered on from there, each row tagged with its run
-folder, so that ``scripts/make_figures.py`` draws one training curve and ``scripts/ship_models.sh`` ships it.
+OUT gets SECOND's best weights and card, and a ``log.json`` with FIRST's epochs and then SECOND's, numbered
+on, each row tagged with its run folder, so that ``scripts/make_figures.py`` draws one training curve and
+``scripts/ship_models.sh`` ships it. SECOND is taken to continue from FIRST's last epoch (with a one-cycle
+schedule, its best); its card names the exact weights. OUT may be FIRST again to chain a third run.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from pathlib import Path
 
 
 def join(first: Path, second: Path, out: Path) -> Path:
-    card = json.loads((second / "best.json").read_text())
-    started_at = (card["training"].get("init_from") or {}).get("training", {}).get("epoch")
     head = json.loads((first / "log.json").read_text())
-    if started_at is not None:
-        head = [r for r in head if r["epoch"] <= started_at]
     tail = json.loads((second / "log.json").read_text())
     offset = head[-1]["epoch"] if head else 0
-    rows = [{**r, "run": str(first)} for r in head] + [{**r, "epoch": r["epoch"] + offset, "run": str(second)} for r in tail]
+    rows = [{"run": str(first), **r} for r in head]  # rows of an earlier join keep their own run
+    rows += [{**r, "epoch": r["epoch"] + offset, "run": str(second)} for r in tail]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("best.safetensors", "best.json"):
         shutil.copy2(second / name, out / name)

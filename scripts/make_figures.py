@@ -5,7 +5,8 @@
 Reads ``RUNS/{lung,infection}/log.json`` (written by ``cxrseg train``) and ``EVAL/per_image.csv`` (written by
 ``cxrseg evaluate``), re-segments the chosen Val images with the shipped (or given) models, and writes
 ``training_curves.png``, ``grid_lung.png`` and ``grid_infection.png``. Ground truth is outlined in green,
-the prediction in red; rows are classes, columns best / median / worst by Dice.
+the prediction in red; rows are classes, columns best / median / worst by Dice. Dotted lines in the curves
+mark where a joined log (``scripts/join_runs.py``) passes from one run to its fine-tuning continuation.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def training_curves(runs: Path, out: Path) -> Path:
         ep = [r["epoch"] for r in rows]
         axes[0].plot(ep, [r["loss"] for r in rows], "-o", color=colour, label=f"{stage} train loss", ms=3)
         axes[1].plot(ep, [r["val_dice_mean"] for r in rows], "-o", color=colour, label=f"{stage} Val Dice (mean)", ms=3)
+        for prev, row in zip(rows, rows[1:]):  # a joined log (scripts/join_runs.py): mark where fine-tuning began
+            if row.get("run") != prev.get("run"):
+                for a in axes:
+                    a.axvline(prev["epoch"] + 0.5, color=colour, ls=":", lw=1)
         if stage == "infection" and rows and rows[0].get("val_dice_mean_covid") is not None:
             axes[1].plot(ep, [r["val_dice_mean_covid"] for r in rows], "--o", color="tab:orange", label="infection Val Dice, COVID-19 only", ms=3)
     axes[0].set(xlabel="epoch", ylabel="loss", title="Training loss")

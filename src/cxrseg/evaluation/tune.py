@@ -41,14 +41,12 @@ class TuneResult:
     table: list[dict]  # every combination with its figures
 
 
-def _score(prob, image_prob, lung, gt, t: Thresholds) -> dict:
-    preds = []
-    for i in range(len(prob)):
-        if image_prob is not None and t.image_threshold is not None and image_prob[i] < t.image_threshold:
-            preds.append(np.zeros_like(lung[i]))
-        else:
-            preds.append(clean_infection(prob[i] > t.threshold, lung[i], t.min_area))
-    c = Counts.of(np.stack(preds), gt)
+def _vetoed(c: Counts, veto: np.ndarray) -> Counts:
+    """Counts when the images in ``veto`` get an empty prediction: their predicted pixels go, their truth stays."""
+    return Counts(np.where(veto, 0, c.tp), np.where(veto, 0, c.fp), np.where(veto, c.tp + c.fn, c.fn))
+
+
+def _figures(c: Counts, t: Thresholds) -> dict:
     d = dice_per_image(c)
     pos = ~c.gt_empty
     return {
@@ -62,12 +60,22 @@ def _score(prob, image_prob, lung, gt, t: Thresholds) -> dict:
     }
 
 
+def _score_grid(prob, image_prob, lung, gt, threshold: float, min_area: int, image_thresholds) -> list[dict]:
+    """Figures for one (pixel threshold, min area) and every image threshold: the masks are cleaned once,
+    and an image-level veto only changes that image's counts."""
+    c = Counts.of(np.stack([clean_infection(p > threshold, m, min_area) for p, m in zip(prob, lung)]), gt)
+    return [
+        _figures(c if it is None else _vetoed(c, image_prob < it), Thresholds(threshold, it, min_area))
+        for it in image_thresholds
+    ]
+
+
 def tune_infection(
     pipeline: TwoStagePipeline,
     data: str | Path,
     split: str = "Val",
     thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
-    image_thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    image_thresholds: Sequence[float] = tuple(round(0.1 + 0.025 * i, 3) for i in range(35)),  # 0.1 .. 0.95
     min_areas: Sequence[int] = (0, 10, 25, 50, 100),
     max_negative_rate: float = 0.10,
     progress: Callable | None = None,
@@ -81,11 +89,12 @@ def tune_infection(
         out = pipeline.run_model_size(bundle.images.astype(np.float32) / 255.0)
     finally:
         pipeline.image_threshold, pipeline.min_area, pipeline.infection_threshold = saved
-    with_head = out.image_prob is not None
-    grid = list(itertools.product(thresholds, image_thresholds if with_head else [None], min_areas))
+    image_grid = list(image_thresholds) if out.image_prob is not None else [None]
+    grid = list(itertools.product(thresholds, min_areas))
     table = [
-        _score(out.infection_prob, out.image_prob, out.lung, bundle.infections, Thresholds(*g))
-        for g in (progress(grid) if progress else grid)
+        row
+        for t, area in (progress(grid) if progress else grid)
+        for row in _score_grid(out.infection_prob, out.image_prob, out.lung, bundle.infections, t, area, image_grid)
     ]
     allowed = [r for r in table if r["negatives_with_infection"] <= max_negative_rate] or table
     best = max(allowed, key=lambda r: (r["dice_mean_covid"] or 0.0, r["dice_mean"]))

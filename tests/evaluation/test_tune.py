@@ -1,0 +1,76 @@
+"""Threshold tuning: the fast grid equals brute force, the choice obeys the false-alarm limit, the card keeps it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from cxrseg.evaluation.metrics import Counts
+from cxrseg.evaluation.tune import Thresholds, _figures, _score_grid, tune_infection, write_thresholds
+from cxrseg.inference.pipeline import TwoStagePipeline
+from cxrseg.inference.postprocess import clean_infection
+from cxrseg.models.store import read_card
+
+
+def _random_case(seed: int = 0, n: int = 12, size: int = 32):
+    rng = np.random.default_rng(seed)
+    prob = rng.random((n, size, size)) ** 3
+    lung = np.zeros((n, size, size), bool)
+    lung[:, 4:-4, 4:-4] = True
+    gt = (rng.random((n, size, size)) > 0.8) & lung
+    gt[: n // 2] = False  # half the images have empty ground truth
+    return prob, rng.random(n), lung, gt
+
+
+def test_grid_equals_scoring_each_setting_from_scratch():
+    prob, image_prob, lung, gt = _random_case()
+    image_thresholds = [None, 0.3, 0.5, 0.8]
+    rows = _score_grid(prob, image_prob, lung, gt, 0.4, 3, image_thresholds)
+    for row, it in zip(rows, image_thresholds):
+        pred = np.stack([clean_infection(p > 0.4, m, 3) for p, m in zip(prob, lung)])
+        if it is not None:
+            pred[image_prob < it] = False
+        assert row == _figures(Counts.of(pred, gt), Thresholds(0.4, it, 3))
+
+
+def test_veto_of_everything_flags_no_negative_and_scores_covid_zero():
+    prob, image_prob, lung, gt = _random_case(seed=1)
+    (row,) = _score_grid(prob, image_prob, lung, gt, 0.5, 0, [1.01])
+    assert row["negatives_with_infection"] == 0.0 and row["dice_mean_covid"] == 0.0 and row["dice_pooled"] == 0.0
+
+
+@pytest.fixture()
+def own_models(tiny_models, tmp_path):
+    """Copies of the tiny models, so writing thresholds into a card leaves the session's models alone."""
+    copies = []
+    for weights in tiny_models:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(weights.with_suffix(suffix), tmp_path / (weights.parent.name + suffix))
+        copies.append(tmp_path / (weights.parent.name + ".safetensors"))
+    return copies
+
+
+def test_tune_obeys_the_limit_and_stores_the_choice(own_models, synthetic_root):
+    lung, infection = own_models
+    pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="torch")
+    before = (pipe.infection_threshold, pipe.image_threshold, pipe.min_area)
+    result = tune_infection(pipe, synthetic_root, "Val", max_negative_rate=0.34)
+    assert (pipe.infection_threshold, pipe.image_threshold, pipe.min_area) == before  # restored after the run
+    allowed = [r for r in result.table if r["negatives_with_infection"] <= 0.34]
+    assert allowed, "the synthetic task is easy enough for some setting to stay under the limit"
+    chosen = next(r for r in result.table if Thresholds(r["threshold"], r["image_threshold"], r["min_area"]) == result.best)
+    assert chosen["negatives_with_infection"] <= 0.34
+    assert result.objective == chosen["dice_mean_covid"] == max(r["dice_mean_covid"] for r in allowed)
+
+    write_thresholds(infection, result, "Val")
+    card = read_card(infection)
+    assert (card["threshold"], card["image_threshold"], card["min_area"]) == (
+        result.best.threshold, result.best.image_threshold, result.best.min_area
+    )
+    assert isinstance(card["image_threshold"], float) and "Val split" in card["thresholds_tuned_on"]
+    reloaded = TwoStagePipeline.from_pretrained(lung, infection, backend="torch")
+    assert (reloaded.infection_threshold, reloaded.image_threshold, reloaded.min_area) == (
+        result.best.threshold, result.best.image_threshold, result.best.min_area
+    )
