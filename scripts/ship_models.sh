@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Put trained runs into the package as the shipped models, then measure them:
 #   bash scripts/ship_models.sh RUNS DATA
-# RUNS holds lung/ and infection/ from `cxrseg train`; DATA is the COVID-QU-Ex folder (Val is used).
+# RUNS holds lung/ and infection/ from `cxrseg train` (or joined by scripts/join_runs.py when a run was
+# fine-tuned further); DATA is the COVID-QU-Ex folder (Val is used).
 # Steps: copy best weights + cards -> tune stage-2 thresholds on Val -> export ONNX beside the weights ->
 # evaluate the two-stage pipeline on Val and write the figures into the cards -> training curves and grids.
 set -euo pipefail
