@@ -222,3 +222,30 @@ def test_missing_input_and_empty_folder(pipeline, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CxrsegError, match="no input images"):
         predict_files(pipeline, [tmp_path / "empty"], tmp_path / "out")
+
+
+def test_a_failed_write_stops_the_run_and_lists_only_complete_images(pipeline, inputs, tmp_path, monkeypatch):
+    """Outputs are written on a background thread; its error reaches the caller, and results.csv holds a row
+    only for images whose files were all written (so --resume redoes the rest)."""
+    from cxrseg.inference import batch
+
+    monkeypatch.setattr(pipeline, "batch_size", 1)
+    real, calls = batch.write_outputs, []
+
+    def disk_full_on_the_third(out, stem, xray, seg):
+        calls.append(stem)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(out, stem, xray, seg)
+
+    monkeypatch.setattr(batch, "write_outputs", disk_full_on_the_third)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left"):
+        predict_files(pipeline, [inputs], out, workers=0)
+    written = [r["file"].rsplit("/", 1)[1].rsplit(".", 1)[0] for r in _rows(out / "results.csv")]
+    assert written == calls[:2]
+    assert all((out / f"{stem}_overlay.png").exists() for stem in written)
+    assert not (out / f"{calls[2]}_overlay.png").exists()
+    monkeypatch.setattr(batch, "write_outputs", real)
+    report = predict_files(pipeline, [inputs], out, resume=True, workers=0)
+    assert report.skipped == 2 and report.done == 2
