@@ -45,7 +45,11 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """onnxruntime on CPU, with the session's threads set to the machine's cores."""
+    """onnxruntime on CPU, with the session's threads set to the machine's cores.
+
+    Its threads sleep rather than spin when idle: the two stages are two sessions taking turns, and a spinning
+    pool of one kept the cores from the other (batch 1 on 2 cores: 70 -> 33 ms per image for both stages).
+    """
 
     name = "onnx"
 
@@ -58,6 +62,7 @@ class OnnxBackend:
         if threads:
             opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
