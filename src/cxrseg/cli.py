@@ -212,12 +212,10 @@ def tune(
 
     pipe = _pipeline(lung_model, infection_model, "torch", "auto", False, 32)
     result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=lambda it: tqdm(it, desc="tune"))
-    allowed = [r for r in result.table if r["negatives_with_infection"] <= max_negative_rate] or result.table
-    top = sorted(allowed, key=lambda r: -(r["dice_mean_covid"] or 0.0))[:10]
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
     typer.echo("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in top:
+    for r in result.ranked[:10]:
         typer.echo(
             f"| {r['threshold']} | {r['image_threshold']} | {r['min_area']} | {r['dice_mean']:.4f} | "
             f"{r['dice_mean_covid']:.4f} | {r['dice_pooled']:.4f} | {r['negatives_with_infection']:.3f} |"

@@ -41,6 +41,10 @@ def test_veto_of_everything_flags_no_negative_and_scores_covid_zero():
     assert row["negatives_with_infection"] == 0.0 and row["dice_mean_covid"] == 0.0 and row["dice_pooled"] == 0.0
 
 
+def _setting(row: dict) -> Thresholds:
+    return Thresholds(row["threshold"], row["image_threshold"], row["min_area"])
+
+
 @pytest.fixture()
 def own_models(tiny_models, tmp_path):
     """Copies of the tiny models, so writing thresholds into a card leaves the session's models alone."""
@@ -60,9 +64,10 @@ def test_tune_obeys_the_limit_and_stores_the_choice(own_models, synthetic_root):
     assert (pipe.infection_threshold, pipe.image_threshold, pipe.min_area) == before  # restored after the run
     allowed = [r for r in result.table if r["negatives_with_infection"] <= 0.34]
     assert allowed, "the synthetic task is easy enough for some setting to stay under the limit"
-    chosen = next(r for r in result.table if Thresholds(r["threshold"], r["image_threshold"], r["min_area"]) == result.best)
+    chosen = next(r for r in result.table if _setting(r) == result.best)
     assert chosen["negatives_with_infection"] <= 0.34
     assert result.objective == chosen["dice_mean_covid"] == max(r["dice_mean_covid"] for r in allowed)
+    assert result.ranked[0] == chosen and len(result.ranked) == len(allowed)
 
     write_thresholds(infection, result, "Val")
     card = read_card(infection)

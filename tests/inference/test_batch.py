@@ -170,13 +170,18 @@ def test_bad_shard_is_a_clear_error(pipeline, inputs, tmp_path, bad):
         predict_files(pipeline, [inputs], tmp_path / "out", shard=bad)
 
 
+def _two_x_pngs(samples, a, b) -> None:
+    """a/x.png and b/x.png: two different X-rays (128x128 and 100x140) with the same file name."""
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    shutil.copy(samples[0].image, a / "x.png")
+    Image.open(samples[3].image).resize((100, 140)).save(b / "x.png")  # another image, another size
+
+
 def test_duplicate_stems_from_two_folders_do_not_overwrite(pipeline, synthetic_root, tmp_path):
     samples = find_dataset(synthetic_root).select(("Val",))
     a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    shutil.copy(samples[0].image, a / "x.png")
-    Image.open(samples[3].image).resize((100, 140)).save(b / "x.png")  # another image, another size
+    _two_x_pngs(samples, a, b)
     out = tmp_path / "out"
     report = predict_files(pipeline, [a, b], out)
     assert report.done == 2
@@ -191,10 +196,7 @@ def test_duplicate_stems_in_folders_of_the_same_name(pipeline, synthetic_root, t
     """hospital1/images/x.png and hospital2/images/x.png: both parents are called 'images'."""
     samples = find_dataset(synthetic_root).select(("Val",))
     a, b = tmp_path / "hospital1" / "images", tmp_path / "hospital2" / "images"
-    a.mkdir(parents=True)
-    b.mkdir(parents=True)
-    shutil.copy(samples[0].image, a / "x.png")
-    Image.open(samples[3].image).resize((100, 140)).save(b / "x.png")
+    _two_x_pngs(samples, a, b)
     Image.open(samples[3].image).resize((90, 90)).save(b / "x.jpg")  # same stem, same folder, other format
     out = tmp_path / "out"
     assert predict_files(pipeline, [tmp_path / "hospital1", tmp_path / "hospital2"], out).done == 3
@@ -205,10 +207,7 @@ def test_duplicate_stems_in_folders_of_the_same_name(pipeline, synthetic_root, t
 def test_duplicate_stems_across_shards_do_not_overwrite(pipeline, synthetic_root, tmp_path):
     samples = find_dataset(synthetic_root).select(("Val",))
     a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    shutil.copy(samples[0].image, a / "x.png")
-    Image.open(samples[3].image).resize((100, 140)).save(b / "x.png")
+    _two_x_pngs(samples, a, b)
     out = tmp_path / "out"
     for i in range(2):  # each shard holds one of the two x.png
         assert predict_files(pipeline, [a, b], out, shard=f"{i}/2").done == 1

@@ -39,6 +39,8 @@ class TuneResult:
     best: Thresholds
     objective: float
     table: list[dict]  # every combination with its figures
+    ranked: list[dict]  # the combinations within the false-alarm limit (all, if none is), best first
+    max_negative_rate: float
 
 
 def _vetoed(c: Counts, veto: np.ndarray) -> Counts:
@@ -97,9 +99,14 @@ def tune_infection(
         for row in _score_grid(out.infection_prob, out.image_prob, out.lung, bundle.infections, t, area, image_grid)
     ]
     allowed = [r for r in table if r["negatives_with_infection"] <= max_negative_rate] or table
-    best = max(allowed, key=lambda r: (r["dice_mean_covid"] or 0.0, r["dice_mean"]))
+    ranked = sorted(allowed, key=lambda r: (r["dice_mean_covid"] or 0.0, r["dice_mean"]), reverse=True)
+    best = ranked[0]
     return TuneResult(
-        Thresholds(best["threshold"], best["image_threshold"], best["min_area"]), best["dice_mean_covid"] or 0.0, table
+        Thresholds(best["threshold"], best["image_threshold"], best["min_area"]),
+        best["dice_mean_covid"] or 0.0,
+        table,
+        ranked,
+        max_negative_rate,
     )
 
 
@@ -109,6 +116,6 @@ def write_thresholds(weights: str | Path, result: TuneResult, split: str) -> Non
     card.update(threshold=result.best.threshold, image_threshold=result.best.image_threshold, min_area=result.best.min_area)
     card["thresholds_tuned_on"] = (
         f"{split} split: max per-image mean infection Dice on images with infection, "
-        "at most 10% of images without infection flagged"
+        f"at most {result.max_negative_rate:.0%} of images without infection flagged"
     )
     atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")

@@ -36,7 +36,7 @@ from cxrseg.evaluation.metrics import Counts, detection, summarize
 from cxrseg.inference.backends import TorchBackend, resolve_device
 from cxrseg.inference.postprocess import clean_lung
 from cxrseg.models.factory import SegNet, build_model, split_outputs
-from cxrseg.models.store import default_card, load_model, read_card, save_model, shipped_weights
+from cxrseg.models.store import default_card, load_model, save_model, shipped_weights
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.losses import build_loss
@@ -77,14 +77,15 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, show: bool) -> 
     return load_arrays(samples, cfg.size, progress=bar)
 
 
-def _transfer(model: SegNet, path: Path) -> int:
-    """Copy every tensor of ``path`` whose name and shape match; returns how many were copied."""
-    src, _ = load_model(path)
+def _transfer(model: SegNet, path: Path) -> dict:
+    """Copy every tensor of ``path`` whose name and shape match; returns where they came from, for the card:
+    the weights, how many tensors were copied, and how those weights were trained (so the chain is kept)."""
+    src, card = load_model(path)
     own = model.state_dict()
     matched = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
     own.update(matched)
     model.load_state_dict(own)
-    return len(matched)
+    return {"weights": str(path), "tensors_copied": len(matched), "training": card.get("training")}
 
 
 def _validate(model, loader, cfg: TrainConfig, device, info: ddp.DistInfo) -> dict:
@@ -211,12 +212,9 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     model = build_model(cfg.model).to(device)
     ancestry = None
     if cfg.init_from is not None:
-        n = _transfer(model, cfg.init_from)
-        # Where the starting weights came from, so the card tells the whole chain (transfer, fine-tuning).
-        ancestry = {"weights": str(cfg.init_from), "tensors_copied": n}
-        ancestry["training"] = read_card(cfg.init_from).get("training")
+        ancestry = _transfer(model, cfg.init_from)
         if show:
-            tqdm.write(f"transfer: {n} tensors copied from {cfg.init_from}")
+            tqdm.write(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
     model = model.to(device)
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.enabled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
