@@ -49,7 +49,7 @@ def train(
     lr: float = 2e-3,
     seed: int = 0,
     size: Annotated[int, typer.Option(help="model input size (pixels, square)")] = 256,
-    loss: Annotated[str, typer.Option(help="bce_dice, focal_jaccard or focal_tversky")] = "bce_dice",
+    loss: Annotated[str, typer.Option(help="bce_dice, bce_dice_per_image, focal_jaccard or focal_tversky")] = "bce_dice",
     channels: Annotated[str, typer.Option(help="U-Net channels per level")] = "16,32,64,128,256",
     res_units: int = 2,
     classifier: Annotated[Optional[bool], typer.Option("--classifier/--no-classifier", help="image-level head (default: on for infection)")] = None,

@@ -55,3 +55,15 @@ def test_loss_on_all_empty_batch_is_finite(name):
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("l2")
+
+
+def test_per_image_dice_weighs_a_missed_small_lesion_like_a_large_one():
+    y = torch.zeros(2, 1, 64, 64)
+    y[0, :, 4:60, 4:60] = 1  # large lesion, found
+    y[1, :, 30:33, 30:33] = 1  # small lesion, missed
+    logits = torch.where(y > 0, 8.0, -8.0)
+    logits[1] = -8.0
+    pooled = build_loss("bce_dice")(logits, y)
+    per_image = build_loss("bce_dice_per_image")(logits, y)
+    assert pooled < 0.05  # the pooled Dice barely notices the missed lesion
+    assert per_image > 0.45  # one of the two lesioned images scores a Dice loss of ~1

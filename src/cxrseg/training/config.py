@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cxrseg.models.factory import ModelConfig
 
-LOSSES = ("bce_dice", "focal_jaccard", "focal_tversky")
+LOSSES = ("bce_dice", "bce_dice_per_image", "focal_jaccard", "focal_tversky")
 ROI_SOURCES = ("predicted", "ground_truth")
 
 
