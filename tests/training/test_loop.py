@@ -13,7 +13,7 @@ from cxrseg.data.dataset import SegmentationDataset
 from cxrseg.data.synthetic import make_synthetic_covidqu
 from cxrseg.errors import CxrsegError
 from cxrseg.models.factory import ModelConfig
-from cxrseg.models.store import load_model, read_card
+from cxrseg.models.store import load_model, read_card, weights_digest
 from cxrseg.training import TrainConfig, fit
 
 MINI = ModelConfig(channels=(4, 8, 16), num_res_units=1)
@@ -193,3 +193,11 @@ def test_training_learns_the_lungs(tiny_models):
     assert len(inf_log) == 6
     assert "val_dice_mean_covid" in inf_log[-1] and "val_sensitivity" in inf_log[-1]
     assert inf_log[-1]["cls_loss"] < inf_log[0]["cls_loss"]  # the image-level head learns too
+
+
+def test_card_names_the_stage1_model_by_content_not_path(tiny_models):
+    """A card travels with its weights: the ROI's stage-1 model is named by file name and SHA-256, not a local path."""
+    lung, infection = tiny_models
+    roi = read_card(infection)["training"]["roi"]
+    assert roi == f"stage-1 predictions of {lung.name} (sha256 {weights_digest(lung)})"
+    assert str(lung.parent) not in roi

@@ -7,6 +7,7 @@ decision thresholds, training data and command, measured metrics, software versi
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import platform
 from importlib import resources
@@ -56,6 +57,11 @@ def default_card(stage: str, config: ModelConfig, input_size: int = 256) -> dict
         "software": software_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def weights_digest(weights: str | Path) -> str:
+    """The first 12 hex digits of the weights file's SHA-256: names a model wherever its file lives."""
+    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
 
 
 def card_path(weights: str | Path) -> Path:

@@ -36,7 +36,7 @@ from cxrseg.evaluation.metrics import Counts, detection, summarize
 from cxrseg.inference.backends import TorchBackend, resolve_device
 from cxrseg.inference.postprocess import clean_lung
 from cxrseg.models.factory import SegNet, build_model, split_outputs
-from cxrseg.models.store import default_card, load_model, save_model, shipped_weights
+from cxrseg.models.store import default_card, load_model, save_model, shipped_weights, weights_digest
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
 from cxrseg.training.losses import build_loss
@@ -189,7 +189,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             lung_model.to(device)
             train_roi = predicted_lung_roi(lung_model, train.images, device)
             val_roi = predicted_lung_roi(lung_model, val.images, device)
-            roi_source = f"stage-1 predictions of {lung_path}"
+            roi_source = f"stage-1 predictions of {Path(lung_path).name} (sha256 {weights_digest(lung_path)})"
             del lung_model
         else:
             roi_source = "ground-truth lung masks"
