@@ -221,6 +221,7 @@ def tune(
             f"{r['dice_mean_covid']:.4f} | {r['dice_pooled']:.4f} | {r['negatives_with_infection']:.3f} |"
         )
     typer.echo(f"chosen: {result.best} (per-image mean Dice on images with infection {result.objective:.4f})")
+    typer.echo(f"without the image-level veto (a perfect image classifier) that Dice could reach {result.ceiling:.4f}")
     if write:
         write_thresholds(infection_model, result, split)
         typer.echo(f"stored in {infection_model.with_suffix('.json')}")

@@ -68,6 +68,9 @@ def test_tune_obeys_the_limit_and_stores_the_choice(own_models, synthetic_root):
     assert chosen["negatives_with_infection"] <= 0.34
     assert result.objective == chosen["dice_mean_covid"] == max(r["dice_mean_covid"] for r in allowed)
     assert result.ranked[0] == chosen and len(result.ranked) == len(allowed)
+    unvetoed = [r["dice_mean_covid"] for r in result.table if r["image_threshold"] is None]
+    assert len(unvetoed) == len({(r["threshold"], r["min_area"]) for r in result.table})  # "no veto" is on the grid
+    assert result.ceiling == max(unvetoed) >= result.objective
 
     write_thresholds(infection, result, "Val")
     card = read_card(infection)

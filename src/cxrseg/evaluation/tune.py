@@ -41,6 +41,9 @@ class TuneResult:
     table: list[dict]  # every combination with its figures
     ranked: list[dict]  # the combinations within the false-alarm limit (all, if none is), best first
     max_negative_rate: float
+    # COVID-19 Dice with no image-level veto, at the best pixel threshold and min area: what a perfect image
+    # classifier would reach, so ``ceiling - objective`` is what the veto costs and the rest is segmentation.
+    ceiling: float
 
 
 def _vetoed(c: Counts, veto: np.ndarray) -> Counts:
@@ -91,7 +94,7 @@ def tune_infection(
         out = pipeline.run_model_size(bundle.images.astype(np.float32) / 255.0)
     finally:
         pipeline.image_threshold, pipeline.min_area, pipeline.infection_threshold = saved
-    image_grid = list(image_thresholds) if out.image_prob is not None else [None]
+    image_grid = [None] + (list(image_thresholds) if out.image_prob is not None else [])
     grid = list(itertools.product(thresholds, min_areas))
     table = [
         row
@@ -107,6 +110,7 @@ def tune_infection(
         table,
         ranked,
         max_negative_rate,
+        max(r["dice_mean_covid"] or 0.0 for r in table if r["image_threshold"] is None),
     )
 
 
