@@ -215,3 +215,16 @@ def test_train_bad_channels_exits_2(synthetic_root, tmp_path):
                                  "--channels", "8,x"])
     assert result.exit_code == 2
     assert "--channels" in result.output
+
+
+def test_info_summarises_the_cards_and_full_prints_them_whole(tiny_models):
+    lung, infection = tiny_models
+    args = ["info", "--lung-model", str(lung), "--infection-model", str(infection)]
+    short = runner.invoke(app, args)
+    assert short.exit_code == 0, short.output
+    assert f"# infection: {infection} (sha256 " in short.stdout
+    assert "network:   monai.networks.nets.UNet" in short.stdout and "image-level head" in short.stdout
+    assert "software" not in short.stdout  # the summary leaves the versions to --full
+    full = runner.invoke(app, [*args, "--full"])
+    assert full.exit_code == 0, full.output
+    assert '"software"' in full.stdout and len(full.stdout.splitlines()) > len(short.stdout.splitlines())

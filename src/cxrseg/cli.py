@@ -231,16 +231,18 @@ def tune(
 def info(
     lung_model: LungOpt = None,
     infection_model: InfectionOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="print the whole cards as JSON")] = False,
 ) -> None:
-    """Print the model cards of both stages (shipped models by default)."""
+    """Summarise the model cards of both stages (shipped models by default); --full prints them whole."""
     import json
 
-    from cxrseg.models.store import read_card, shipped_weights
+    from cxrseg.models.store import card_summary, read_card, shipped_weights, weights_digest
 
     for stage, path in (("lung", lung_model), ("infection", infection_model)):
         weights = path or shipped_weights(stage)
-        typer.echo(f"# {stage}: {weights}")
-        typer.echo(json.dumps(read_card(weights), indent=2))
+        card = read_card(weights)
+        typer.echo(f"# {stage}: {weights} (sha256 {weights_digest(weights)})")
+        typer.echo(json.dumps(card, indent=2) if full else "\n".join(card_summary(card)))
 
 
 @app.command()

@@ -10,7 +10,7 @@ import torch
 
 from cxrseg.errors import CxrsegError
 from cxrseg.models.factory import ModelConfig, build_model, split_outputs
-from cxrseg.models.store import card_path, default_card, load_model, read_card, save_model
+from cxrseg.models.store import card_path, card_summary, default_card, load_model, read_card, save_model
 
 SMALL = ModelConfig(channels=(4, 8, 16), num_res_units=1)
 
@@ -145,3 +145,18 @@ def test_weights_of_another_model_with_this_card(tmp_path):
     shutil.copyfile(other_path, path)  # head tensors the lung card knows nothing about
     with pytest.raises(CxrsegError, match="does not match its card"):
         load_model(path)
+
+
+def test_card_summary_reads_the_decision_chain_and_figures():
+    card = default_card("infection", ModelConfig(classifier=True))
+    card.update(threshold=0.4, image_threshold=0.55, min_area=100)
+    card["training"] = {"data": "Train", "epoch": 3, "roi": "ground-truth lung masks", "command": "cxrseg train x",
+                        "init_from": {"weights": "a", "training": {"init_from": {"weights": "b", "training": {}}}}}
+    card["metrics"] = {"split": "Val", "pipeline": "two-stage", "command": "q", "infection Dice": 0.5, "note": "text"}
+    text = "\n".join(card_summary(card))
+    assert "pixel threshold 0.4, image threshold 0.55, components under 100 px dropped" in text
+    assert "epoch 3 of the last run, which started from 2 earlier run(s)" in text
+    assert "ROI:       ground-truth lung masks" in text
+    assert "  infection Dice: 0.5" in text and "note" not in text
+    lung = "\n".join(card_summary(default_card("lung", ModelConfig())))
+    assert "ROI" not in lung and "image threshold" not in lung and "measured" not in lung

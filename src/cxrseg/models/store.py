@@ -59,6 +59,45 @@ def default_card(stage: str, config: ModelConfig, input_size: int = 256) -> dict
     }
 
 
+def card_summary(card: dict) -> list[str]:
+    """The lines of a card a user reads first: network, input, decision, training, measured figures.
+
+    ``cxrseg info`` prints these; the whole card (software versions, the full training chain) is JSON.
+    """
+    arch, training, metrics = card.get("architecture", {}), card.get("training", {}), card.get("metrics", {})
+    network = (
+        f"{arch.get('type', '?')}, channels {'-'.join(map(str, arch.get('channels', [])))}, "
+        f"{arch.get('num_res_units', '?')} residual units" + (", image-level head" if arch.get("classifier") else "")
+    )
+    decision = f"pixel threshold {card.get('threshold')}"
+    if card.get("image_threshold") is not None:
+        decision += f", image threshold {card['image_threshold']}"
+    if card.get("min_area"):
+        decision += f", components under {card['min_area']} px dropped"
+    if card.get("thresholds_tuned_on"):
+        decision += f" (tuned on {card['thresholds_tuned_on']})"
+    chain, link = 0, training.get("init_from")
+    while isinstance(link, dict):
+        chain, link = chain + 1, link.get("training", {}).get("init_from")
+    lines = [
+        f"task:      {card.get('task', '?')}",
+        f"network:   {network}",
+        f"input:     {card.get('input_size')}x{card.get('input_size')} {card.get('input', '?')}",
+        f"decision:  {decision}",
+        f"trained:   {training.get('data', '?')}; epoch {training.get('epoch', '?')} of the last run"
+        + (f", which started from {chain} earlier run(s)" if chain else ""),
+        f"command:   {training.get('command', '?')}",
+    ]
+    if training.get("roi") not in (None, "n/a"):
+        lines.insert(5, f"ROI:       {training['roi']}")
+    figures = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    if figures:
+        lines.append(f"measured:  {metrics.get('split', '?')}, {metrics.get('pipeline', '?')}")
+        lines += [f"  {k}: {v}" for k, v in figures.items()]
+        lines.append(f"  by: {metrics.get('command', '?')}")
+    return lines
+
+
 def weights_digest(weights: str | Path) -> str:
     """The first 12 hex digits of the weights file's SHA-256: names a model wherever its file lives."""
     return hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
