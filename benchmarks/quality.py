@@ -83,7 +83,7 @@ def main() -> None:
                 "published_reference": PUBLISHED,
             }
             atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")
-            print(f"updated {card_path(weights)}")
+            print(f"updated {card_path(weights)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
