@@ -181,6 +181,20 @@ def test_missing_data_is_a_clear_error(tmp_path):
         fit(_cfg(tmp_path / "nowhere", tmp_path / "out"))
 
 
+def test_bad_start_weights_fail_before_the_data_is_loaded(mini_root, two_epoch_run, tmp_path, monkeypatch):
+    """A weights file without its card is reported at once, not after minutes of loading images."""
+    orphan = tmp_path / "orphan.safetensors"
+    orphan.write_bytes(two_epoch_run[1].best_weights.read_bytes())
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded before the start weights were checked")
+
+    monkeypatch.setattr("cxrseg.training.loop._load_split", no_loading)
+    for kw in ({"init_from": orphan}, {"stage": "infection", "roi": "predicted", "lung_model": orphan}):
+        with pytest.raises(CxrsegError, match="orphan.json: model card not found"):
+            fit(_cfg(mini_root, tmp_path / "out", **kw))
+
+
 def test_training_learns_the_lungs(tiny_models):
     """The session's tiny lung model (6 epochs on the synthetic set) segments validation lungs well."""
     lung, infection = tiny_models

@@ -178,14 +178,22 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         remove_stale_temps(cfg.out, OUTPUT_FILES)  # left by a run killed mid-write
     ddp.barrier(info)
 
+    # Models first, data second: a bad --init-from or --lung-model fails before minutes of loading.
+    model = build_model(cfg.model)
+    ancestry = None
+    if cfg.init_from is not None:
+        ancestry = _transfer(model, cfg.init_from)
+        if show:
+            tqdm.write(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
+    lung_path = cfg.lung_model or shipped_weights("lung")
+    lung_model = load_model(lung_path)[0] if cfg.stage == "infection" and cfg.roi == "predicted" else None
+
     train = _load_split(cfg, cfg.train_split, cfg.max_train, show)
     val = _load_split(cfg, cfg.val_split, cfg.max_val, show)
     train_roi = val_roi = None
     roi_source = "n/a"
     if cfg.stage == "infection":
-        if cfg.roi == "predicted":
-            lung_path = cfg.lung_model or shipped_weights("lung")
-            lung_model, _ = load_model(lung_path)
+        if lung_model is not None:
             lung_model.to(device)
             train_roi = predicted_lung_roi(lung_model, train.images, device)
             val_roi = predicted_lung_roi(lung_model, val.images, device)
@@ -209,12 +217,6 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     val_shard = Subset(val_ds, list(range(info.rank, len(val_ds), info.world_size)))
     val_loader = DataLoader(val_shard, batch_size=cfg.batch_size * 2, num_workers=0)
 
-    model = build_model(cfg.model).to(device)
-    ancestry = None
-    if cfg.init_from is not None:
-        ancestry = _transfer(model, cfg.init_from)
-        if show:
-            tqdm.write(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
     model = model.to(device)
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.enabled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
