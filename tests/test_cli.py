@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -228,3 +229,20 @@ def test_info_summarises_the_cards_and_full_prints_them_whole(tiny_models):
     full = runner.invoke(app, [*args, "--full"])
     assert full.exit_code == 0, full.output
     assert '"software"' in full.stdout and len(full.stdout.splitlines()) > len(short.stdout.splitlines())
+
+
+def test_tune_with_tta_writes_the_cards_tta_block(tiny_models, synthetic_root, tmp_path):
+    for weights in tiny_models:  # copies: tuning writes into the infection card
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(weights.with_suffix(suffix), tmp_path / (weights.parent.name + suffix))
+    lung, infection = (tmp_path / (w.parent.name + ".safetensors") for w in tiny_models)
+    before = json.loads(infection.with_suffix(".json").read_text())
+    result = runner.invoke(app, ["tune", "--data", str(synthetic_root), "--lung-model", str(lung),
+                                 "--infection-model", str(infection), "--tta"])
+    assert result.exit_code == 0, result.output
+    assert "(its 'tta' block)" in result.output and "chosen: Thresholds(" in result.output
+    after = json.loads(infection.with_suffix(".json").read_text())
+    assert "with flip TTA" in after["tta"]["thresholds_tuned_on"]
+    assert {k: after[k] for k in ("threshold", "image_threshold", "min_area")} == {
+        k: before.get(k) for k in ("threshold", "image_threshold", "min_area")
+    }

@@ -204,13 +204,14 @@ def tune(
     split: str = "Val",
     max_negative_rate: Annotated[float, typer.Option(help="at most this share of empty-mask images flagged")] = 0.10,
     write: Annotated[bool, typer.Option(help="store the chosen thresholds in the model card")] = True,
+    tta: Annotated[bool, typer.Option(help="tune for flip TTA: stored apart, used by --tta runs")] = False,
 ) -> None:
     """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card."""
     from tqdm.auto import tqdm
 
     from cxrseg.evaluation.tune import tune_infection, write_thresholds
 
-    pipe = _pipeline(lung_model, infection_model, "torch", "auto", False, 32)
+    pipe = _pipeline(lung_model, infection_model, "torch", "auto", tta, 32)
     result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=lambda it: tqdm(it, desc="tune"))
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
@@ -223,8 +224,8 @@ def tune(
     typer.echo(f"chosen: {result.best} (per-image mean Dice on images with infection {result.objective:.4f})")
     typer.echo(f"without the image-level veto (a perfect image classifier) that Dice could reach {result.ceiling:.4f}")
     if write:
-        write_thresholds(infection_model, result, split)
-        typer.echo(f"stored in {infection_model.with_suffix('.json')}")
+        write_thresholds(infection_model, result, split, tta=tta)
+        typer.echo(f"stored in {infection_model.with_suffix('.json')}" + (" (its 'tta' block)" if tta else ""))
 
 
 @app.command()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cxrseg.evaluation.metrics import Counts
-from cxrseg.evaluation.tune import Thresholds, _figures, _score_grid, tune_infection, write_thresholds
+from cxrseg.evaluation.tune import Thresholds, TuneResult, _figures, _score_grid, tune_infection, write_thresholds
 from cxrseg.inference.pipeline import TwoStagePipeline
 from cxrseg.inference.postprocess import clean_infection
 from cxrseg.models.store import read_card
@@ -81,4 +81,24 @@ def test_tune_obeys_the_limit_and_stores_the_choice(own_models, synthetic_root):
     reloaded = TwoStagePipeline.from_pretrained(lung, infection, backend="torch")
     assert (reloaded.infection_threshold, reloaded.image_threshold, reloaded.min_area) == (
         result.best.threshold, result.best.image_threshold, result.best.min_area
+    )
+
+
+def test_tta_thresholds_are_stored_apart_and_used_only_with_tta(own_models, synthetic_root):
+    lung, infection = own_models
+    plain = tune_infection(TwoStagePipeline.from_pretrained(lung, infection, backend="torch"), synthetic_root, "Val")
+    write_thresholds(infection, plain, "Val")
+    tta_pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", tta=True)
+    assert tta_pipe.infection_threshold == plain.best.threshold  # no tta block yet: the card's own decision
+    # A TTA decision that differs from the plain one, so the test sees which one each pipeline reads.
+    tta = TuneResult(Thresholds(0.65, 0.15, 7), 0.0, [], [], 0.1, 0.0)
+    write_thresholds(infection, tta, "Val", tta=True)
+    card = read_card(infection)
+    assert card["tta"]["min_area"] == 7 and "with flip TTA" in card["tta"]["thresholds_tuned_on"]
+    assert card["threshold"] == plain.best.threshold  # the plain decision is untouched
+    with_tta = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", tta=True)
+    without = TwoStagePipeline.from_pretrained(lung, infection, backend="torch")
+    assert (with_tta.infection_threshold, with_tta.image_threshold, with_tta.min_area) == (0.65, 0.15, 7)
+    assert (without.infection_threshold, without.image_threshold, without.min_area) == (
+        plain.best.threshold, plain.best.image_threshold, plain.best.min_area
     )

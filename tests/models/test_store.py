@@ -158,5 +158,10 @@ def test_card_summary_reads_the_decision_chain_and_figures():
     assert "epoch 3 of the last run, which started from 2 earlier run(s)" in text
     assert "ROI:       ground-truth lung masks" in text
     assert "  infection Dice: 0.5" in text and "note" not in text
+    assert "with TTA" not in text
+    card["tta"] = {"threshold": 0.5, "image_threshold": 0.6, "min_area": 25, "thresholds_tuned_on": "Val with TTA"}
+    lines = card_summary(card)
+    assert "with TTA:  pixel threshold 0.5, image threshold 0.6, components under 25 px dropped (tuned on Val with TTA)" in lines
+    assert [line[:10] for line in lines[3:7]] == ["decision: ", "with TTA: ", "trained:  ", "ROI:      "]
     lung = "\n".join(card_summary(default_card("lung", ModelConfig())))
     assert "ROI" not in lung and "image threshold" not in lung and "measured" not in lung

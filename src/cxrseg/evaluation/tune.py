@@ -114,12 +114,23 @@ def tune_infection(
     )
 
 
-def write_thresholds(weights: str | Path, result: TuneResult, split: str) -> None:
-    """Store the chosen thresholds in the infection model's card, with how they were chosen."""
+def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: bool = False) -> None:
+    """Store the chosen thresholds in the infection model's card, with how they were chosen.
+
+    With ``tta`` they go into the card's ``tta`` block, which the pipeline uses when it runs with flip TTA.
+    """
     card = read_card(weights)
-    card.update(threshold=result.best.threshold, image_threshold=result.best.image_threshold, min_area=result.best.min_area)
-    card["thresholds_tuned_on"] = (
-        f"{split} split: max per-image mean infection Dice on images with infection, "
-        f"at most {result.max_negative_rate:.0%} of images without infection flagged"
-    )
+    decision = {
+        "threshold": result.best.threshold,
+        "image_threshold": result.best.image_threshold,
+        "min_area": result.best.min_area,
+        "thresholds_tuned_on": (
+            f"{split} split{' with flip TTA' if tta else ''}: max per-image mean infection Dice on images with "
+            f"infection, at most {result.max_negative_rate:.0%} of images without infection flagged"
+        ),
+    }
+    if tta:
+        card["tta"] = decision
+    else:
+        card.update(decision)
     atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")

@@ -68,10 +68,12 @@ class TwoStagePipeline:
         self.tta = tta
         self.batch_size = batch_size
         self.lung_threshold = float(lung_card.get("threshold", 0.5))
-        self.infection_threshold = float(infection_card.get("threshold", 0.5))
-        t = infection_card.get("image_threshold")
+        # TTA averages two predictions, which shifts the probabilities: its own tuned decision, where the card has one.
+        decision = infection_card.get("tta", infection_card) if tta else infection_card
+        self.infection_threshold = float(decision.get("threshold", 0.5))
+        t = decision.get("image_threshold")
         self.image_threshold = None if t is None else float(t)
-        self.min_area = int(infection_card.get("min_area", 0))
+        self.min_area = int(decision.get("min_area", 0))
 
     @property
     def backend_name(self) -> str:

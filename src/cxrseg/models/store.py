@@ -59,6 +59,18 @@ def default_card(stage: str, config: ModelConfig, input_size: int = 256) -> dict
     }
 
 
+def _decision(d: dict) -> str:
+    """One line for a decision block (the card itself, or its ``tta`` block): thresholds and how chosen."""
+    text = f"pixel threshold {d.get('threshold')}"
+    if d.get("image_threshold") is not None:
+        text += f", image threshold {d['image_threshold']}"
+    if d.get("min_area"):
+        text += f", components under {d['min_area']} px dropped"
+    if d.get("thresholds_tuned_on"):
+        text += f" (tuned on {d['thresholds_tuned_on']})"
+    return text
+
+
 def card_summary(card: dict) -> list[str]:
     """The lines of a card a user reads first: network, input, decision, training, measured figures.
 
@@ -69,13 +81,7 @@ def card_summary(card: dict) -> list[str]:
         f"{arch.get('type', '?')}, channels {'-'.join(map(str, arch.get('channels', [])))}, "
         f"{arch.get('num_res_units', '?')} residual units" + (", image-level head" if arch.get("classifier") else "")
     )
-    decision = f"pixel threshold {card.get('threshold')}"
-    if card.get("image_threshold") is not None:
-        decision += f", image threshold {card['image_threshold']}"
-    if card.get("min_area"):
-        decision += f", components under {card['min_area']} px dropped"
-    if card.get("thresholds_tuned_on"):
-        decision += f" (tuned on {card['thresholds_tuned_on']})"
+    decision = _decision(card)
     chain, link = 0, training.get("init_from")
     while isinstance(link, dict):
         chain, link = chain + 1, link.get("training", {}).get("init_from")
@@ -84,12 +90,13 @@ def card_summary(card: dict) -> list[str]:
         f"network:   {network}",
         f"input:     {card.get('input_size')}x{card.get('input_size')} {card.get('input', '?')}",
         f"decision:  {decision}",
+        *([f"with TTA:  {_decision(card['tta'])}"] if isinstance(card.get("tta"), dict) else []),
         f"trained:   {training.get('data', '?')}; epoch {training.get('epoch', '?')} of the last run"
         + (f", which started from {chain} earlier run(s)" if chain else ""),
         f"command:   {training.get('command', '?')}",
     ]
     if training.get("roi") not in (None, "n/a"):
-        lines.insert(5, f"ROI:       {training['roi']}")
+        lines.insert(-1, f"ROI:       {training['roi']}")
     figures = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     if figures:
         lines.append(f"measured:  {metrics.get('split', '?')}, {metrics.get('pipeline', '?')}")
