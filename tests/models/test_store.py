@@ -163,5 +163,12 @@ def test_card_summary_reads_the_decision_chain_and_figures():
     lines = card_summary(card)
     assert "with TTA:  pixel threshold 0.5, image threshold 0.6, components under 25 px dropped (tuned on Val with TTA)" in lines
     assert [line[:10] for line in lines[3:7]] == ["decision: ", "with TTA: ", "trained:  ", "ROI:      "]
+    card["tta"]["metrics"] = {"split": "Val", "pipeline": "two-stage, tta=True", "command": "q --tta", "infection Dice": 0.6}
+    assert card_summary(card)[-5:] == [
+        "  infection Dice: 0.5", "  by: q",  # the plain figures, then the TTA ones
+        "measured:  Val, two-stage, tta=True", "  infection Dice: 0.6", "  by: q --tta",
+    ]
+    only_figures = card_summary({"tta": {"metrics": {"split": "Val", "x": 1}}})  # a lung card: TTA figures, no decision
+    assert not any(line.startswith("with TTA") for line in only_figures) and "  x: 1" in only_figures
     lung = "\n".join(card_summary(default_card("lung", ModelConfig())))
     assert "ROI" not in lung and "image threshold" not in lung and "measured" not in lung

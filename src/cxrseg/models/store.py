@@ -82,6 +82,7 @@ def card_summary(card: dict) -> list[str]:
         f"{arch.get('num_res_units', '?')} residual units" + (", image-level head" if arch.get("classifier") else "")
     )
     decision = _decision(card)
+    tta = card.get("tta") if isinstance(card.get("tta"), dict) else {}
     chain, link = 0, training.get("init_from")
     while isinstance(link, dict):
         chain, link = chain + 1, link.get("training", {}).get("init_from")
@@ -90,19 +91,26 @@ def card_summary(card: dict) -> list[str]:
         f"network:   {network}",
         f"input:     {card.get('input_size')}x{card.get('input_size')} {card.get('input', '?')}",
         f"decision:  {decision}",
-        *([f"with TTA:  {_decision(card['tta'])}"] if isinstance(card.get("tta"), dict) else []),
+        *([f"with TTA:  {_decision(tta)}"] if "threshold" in tta else []),
         f"trained:   {training.get('data', '?')}; epoch {training.get('epoch', '?')} of the last run"
         + (f", which started from {chain} earlier run(s)" if chain else ""),
         f"command:   {training.get('command', '?')}",
     ]
     if training.get("roi") not in (None, "n/a"):
         lines.insert(-1, f"ROI:       {training['roi']}")
+    return lines + _measured(metrics) + _measured(tta.get("metrics", {}))
+
+
+def _measured(metrics: dict) -> list[str]:
+    """The numeric figures of a card's ``metrics`` block, where and how they were measured."""
     figures = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    if figures:
-        lines.append(f"measured:  {metrics.get('split', '?')}, {metrics.get('pipeline', '?')}")
-        lines += [f"  {k}: {v}" for k, v in figures.items()]
-        lines.append(f"  by: {metrics.get('command', '?')}")
-    return lines
+    if not figures:
+        return []
+    return [
+        f"measured:  {metrics.get('split', '?')}, {metrics.get('pipeline', '?')}",
+        *(f"  {k}: {v}" for k, v in figures.items()),
+        f"  by: {metrics.get('command', '?')}",
+    ]
 
 
 def weights_digest(weights: str | Path) -> str:
