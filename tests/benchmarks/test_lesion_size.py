@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("lesion_size", ROOT / "benchmarks" / "lesion_size.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_dice_by_size(tmp_path):
+def test_dice_by_size(tmp_path, benchmark_module):
     csv = tmp_path / "per_image.csv"
     csv.write_text(
         "file,class,infection_dice,infection_gt_px\n"
@@ -26,6 +15,6 @@ def test_dice_by_size(tmp_path):
         "d.png,COVID-19,0.8,50000\n"
         "e.png,Normal,1.0,0\n"
     )
-    (n0, d0), (n1, d1), (n2, d2), (n3, d3) = _module().dice_by_size(csv)
+    (n0, d0), (n1, d1), (n2, d2), (n3, d3) = benchmark_module("lesion_size").dice_by_size(csv)
     assert (n0, n1, n2, n3) == (2, 1, 0, 1)
     assert math.isclose(d0, 0.3) and d1 == 0.9 and math.isnan(d2) and d3 == 0.8

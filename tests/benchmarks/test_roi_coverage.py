@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("roi_coverage", ROOT / "benchmarks" / "roi_coverage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_coverage():
+def test_coverage(benchmark_module):
     infection = np.zeros((3, 4, 4), bool)
     lung = np.zeros((3, 4, 4), bool)
     infection[0, :2, :2] = True  # 4 px, all inside
@@ -26,7 +15,7 @@ def test_coverage():
     infection[1, :, 0] = True  # 4 px, 1 inside
     lung[1, 0, :] = True
     lung[2] = True  # no infection: skipped
-    c = _module().coverage(infection, lung)
+    c = benchmark_module("roi_coverage").coverage(infection, lung)
     assert c["images"] == 2
     assert math.isclose(c["pooled_inside"], 5 / 8)
     assert math.isclose(c["dice_ceiling_mean"], (1.0 + 2 * 1 / 5) / 2)
