@@ -20,7 +20,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from cxrseg.data.covidqu import CLASSES, find_dataset  # noqa: E402
 from cxrseg.data.io import read_mask, read_xray  # noqa: E402

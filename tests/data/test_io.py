@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _dicom import new_dicom
 from PIL import Image
 
 from cxrseg.data.io import decode_xray, read_mask, read_xray
 from cxrseg.errors import InputFileError
-
-from _dicom import new_dicom
 
 
 def _ramp(h: int = 24, w: int = 40) -> np.ndarray:

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _dicom import new_dicom
 from PIL import Image
 
 from cxrseg.data.io import read_xray
 from cxrseg.data.synthetic import phantom
 from cxrseg.errors import InputFileError
-
-from _dicom import new_dicom
 
 H, W = 192, 160  # non-square, so a transposed result cannot pass
 

@@ -57,11 +57,12 @@ def test_torchrun_two_ranks_train_one_epoch(small_root: Path, tmp_path: Path) ->
 
     # Validation was gathered over both ranks' shards: re-validating the saved model on the whole
     # Val split in one process gives the logged figure (half the images would give another).
+    from torch.utils.data import DataLoader
+
+    from cxrseg.data.dataset import SegmentationDataset
     from cxrseg.training import TrainConfig
     from cxrseg.training.distributed import DistInfo
     from cxrseg.training.loop import _load_split, _validate
-    from cxrseg.data.dataset import SegmentationDataset
-    from torch.utils.data import DataLoader
 
     cfg = TrainConfig(stage="lung", data=small_root, out=out, epochs=1, size=128, progress=False)
     val = SegmentationDataset(_load_split(cfg, "Val", None, False), "lung")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cxrseg.models.factory import ModelConfig
 from cxrseg.data.synthetic import make_synthetic_covidqu
+from cxrseg.models.factory import ModelConfig
 from cxrseg.models.store import load_model
 from cxrseg.training import TrainConfig, fit
 

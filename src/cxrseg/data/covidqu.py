@@ -17,8 +17,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from cxrseg.data.io import IMAGE_SUFFIXES, read_mask
 from cxrseg.errors import CxrsegError
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 from monai.utils import convert_to_tensor
+from PIL import Image
 from torch.utils.data import Dataset
 
 from cxrseg.data.covidqu import Sample
