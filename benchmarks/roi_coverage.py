@@ -43,7 +43,7 @@ def main() -> None:
     pipe = TwoStagePipeline.from_pretrained()
     images = bundle.images.astype(np.float32) / 255.0
     lungs = [
-        pipe.run_model_size(images[i : i + args.batch_size]).lung
+        pipe.lungs(images[i : i + args.batch_size])[1]
         for i in tqdm(range(0, len(images), args.batch_size), desc="stage 1", unit="batch")
     ]
     c = coverage(bundle.infections, np.concatenate(lungs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def pipeline(tiny_models):
     from cxrseg.inference.pipeline import TwoStagePipeline
 
     return TwoStagePipeline.from_pretrained(*tiny_models, backend="torch")
+
+
+@pytest.fixture()
+def own_models(tiny_models, tmp_path):
+    """Copies of the tiny models, so writing thresholds into a card leaves the session's models alone."""
+    copies = []
+    for weights in tiny_models:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(weights.with_suffix(suffix), tmp_path / (weights.parent.name + suffix))
+        copies.append(tmp_path / (weights.parent.name + ".safetensors"))
+    return copies

@@ -231,11 +231,8 @@ def test_info_summarises_the_cards_and_full_prints_them_whole(tiny_models):
     assert '"software"' in full.stdout and len(full.stdout.splitlines()) > len(short.stdout.splitlines())
 
 
-def test_tune_with_tta_writes_the_cards_tta_block(tiny_models, synthetic_root, tmp_path):
-    for weights in tiny_models:  # copies: tuning writes into the infection card
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(weights.with_suffix(suffix), tmp_path / (weights.parent.name + suffix))
-    lung, infection = (tmp_path / (w.parent.name + ".safetensors") for w in tiny_models)
+def test_tune_with_tta_writes_the_cards_tta_block(own_models, synthetic_root):
+    lung, infection = own_models
     before = json.loads(infection.with_suffix(".json").read_text())
     result = runner.invoke(app, ["tune", "--data", str(synthetic_root), "--lung-model", str(lung),
                                  "--infection-model", str(infection), "--tta"])

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
-import pytest
 
 from cxrseg.evaluation.metrics import Counts
 from cxrseg.evaluation.tune import Thresholds, TuneResult, _figures, _score_grid, tune_infection, write_thresholds
@@ -43,17 +40,6 @@ def test_veto_of_everything_flags_no_negative_and_scores_covid_zero():
 
 def _setting(row: dict) -> Thresholds:
     return Thresholds(row["threshold"], row["image_threshold"], row["min_area"])
-
-
-@pytest.fixture()
-def own_models(tiny_models, tmp_path):
-    """Copies of the tiny models, so writing thresholds into a card leaves the session's models alone."""
-    copies = []
-    for weights in tiny_models:
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(weights.with_suffix(suffix), tmp_path / (weights.parent.name + suffix))
-        copies.append(tmp_path / (weights.parent.name + ".safetensors"))
-    return copies
 
 
 def test_tune_obeys_the_limit_and_stores_the_choice(own_models, synthetic_root):

@@ -119,10 +119,15 @@ class TwoStagePipeline:
         image = None if cls is None else (cls + cls_f) / 2
         return members.mean(0), image, members.std(0)
 
-    def run_model_size(self, images: np.ndarray) -> ModelSizeOutputs:
-        """Both stages on (N, S, S) float32 images in [0, 1] at the model size."""
+    def lungs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1 alone on (N, S, S) float32 images in [0, 1]: (lung probabilities, cleaned bool lung masks)."""
         lung_prob, _, _ = self._probs(self.lung_backend, images)
         lung = np.stack([clean_lung(p > self.lung_threshold) for p in lung_prob]) if len(images) else lung_prob > 1
+        return lung_prob, lung
+
+    def run_model_size(self, images: np.ndarray) -> ModelSizeOutputs:
+        """Both stages on (N, S, S) float32 images in [0, 1] at the model size."""
+        lung_prob, lung = self.lungs(images)
         roi = (images * lung).astype(np.float32)
         inf_prob, image_prob, unc = self._probs(self.infection_backend, roi)
         for i in range(len(images)):
