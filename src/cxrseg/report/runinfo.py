@@ -1,0 +1,62 @@
+"""``run.json``: what a predict run used (models, their cards and digests, backend, TTA), kept in its output folder.
+
+``cxrseg predict`` writes it before the first image, so the folder report can name the models even for an
+interrupted run; an output folder from before this file existed simply has none, and the report says so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from cxrseg._atomic import atomic_write_text
+
+RUN_JSON = "run.json"
+
+
+def run_info(pipeline, weights: dict[str, Path], command: str | None = None) -> dict:
+    """The record of one predict run: ``weights`` maps 'lung' and 'infection' to the weights files used."""
+    from cxrseg import __version__
+    from cxrseg.models.store import weights_digest
+
+    cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+    models = {}
+    for stage, path in weights.items():
+        entry = {"weights": str(path), "card": cards.get(stage, {})}
+        try:
+            entry["sha256"] = weights_digest(path)
+        except OSError:
+            entry["sha256"] = None
+        models[stage] = entry
+    return {
+        "cxrseg": __version__,
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "backend": getattr(pipeline, "backend_name", None),
+        "tta": bool(getattr(pipeline, "tta", False)),
+        "decision": {
+            "lung_threshold": getattr(pipeline, "lung_threshold", None),
+            "infection_threshold": getattr(pipeline, "infection_threshold", None),
+            "image_threshold": getattr(pipeline, "image_threshold", None),
+            "min_area": getattr(pipeline, "min_area", None),
+        },
+        "models": models,
+    }
+
+
+def write_run_info(out: str | Path, pipeline, weights: dict[str, Path], command: str | None = None) -> Path:
+    """Write ``OUT/run.json`` atomically (shards sharing a folder write the same record); returns its path."""
+    path = Path(out) / RUN_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(run_info(pipeline, weights, command), indent=2, default=str) + "\n")
+    return path
+
+
+def read_run_info(out: str | Path) -> dict | None:
+    """``OUT/run.json`` as a dict, or None when the folder has none or it cannot be read."""
+    try:
+        info = json.loads((Path(out) / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
