@@ -127,17 +127,20 @@ def predict(
     resume: Annotated[bool, typer.Option(help="skip files already in OUT/results.csv")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/n: process every n-th file starting at i")] = None,
     workers: Annotated[Optional[int], typer.Option(help="decoding processes (default: min(2, CPU count); 0: in-process)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the final summary")] = False,
 ) -> None:
-    """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image."""
-    from tqdm.auto import tqdm
+    """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
+    Progress goes to stderr: a bar on a terminal, else (a log file) a plain line every ~10% or 30 s.
+    """
     from cxrseg.inference.batch import predict_files
+    from cxrseg.progress import ProgressReporter
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
+    progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
-        progress=lambda total: tqdm(total=total, desc="predict", unit="img"),
-        on_failure=lambda f, why: tqdm.write(f"skipped {f}: {why}", file=sys.stderr),
+        progress=progress.start, on_failure=progress.skipped,
     )
     typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
     if report.failed:
@@ -283,15 +286,20 @@ def serve(
     queue_size: Annotated[int, typer.Option(help="requests that may wait; more are answered 503")] = 8,
     save_dir: Annotated[Optional[Path], typer.Option(help="keep uploads and results here (default: keep nothing)")] = None,
     preview_max_side: int = 2048,
+    api_key: Annotated[Optional[str], typer.Option(
+        envvar="CXRSEG_API_KEY", show_envvar=True,
+        help="clients must send 'Authorization: Bearer KEY' to /api/v1 (all but health); needed off loopback. "
+             "Prefer the environment variable: a command line is visible to other users")] = None,
+    upload_timeout: Annotated[float, typer.Option(help="seconds a request body may take to arrive; slower gets 408")] = 60.0,
 ) -> None:
-    """Web page at / and JSON API at /api/v1 (segment, health, models); OpenAPI docs at /docs."""
+    """Web page at / and JSON API at /api/v1 (segment, health, models); OpenAPI docs at /docs (offline)."""
     from cxrseg.server import ServerSettings, run_server
 
     run_server(
         ServerSettings(
             host=host, port=port, max_upload_mb=max_upload_mb, max_pixels=max_pixels, queue_size=queue_size,
             workers=workers, save_dir=save_dir, lung=lung_model, infection=infection_model, backend=backend,
-            device=device, preview_max_side=preview_max_side,
+            device=device, preview_max_side=preview_max_side, api_key=api_key or None, upload_timeout_s=upload_timeout,
         )
     )
 

@@ -4,6 +4,11 @@ Inference runs in a small thread pool behind a bounded admission count, so the e
 model and a burst of uploads is answered 503 + Retry-After instead of piling up. The pipeline is shared by
 every worker, so calls into it are serialised by a lock; decoding and PNG encoding run outside the lock.
 Uploads stay in memory and are written to disk only when ``save_dir`` is set.
+
+Safe to expose: with an API key set (required off loopback) every /api/ call but health needs
+``Authorization: Bearer KEY``, checked before any body is read; a body over the size limit is refused as soon as
+it is seen to be (Content-Length, or bytes counted while streaming), and one that does not arrive within the
+upload timeout gets 408. /docs and /redoc load their scripts from an installed package, not a CDN.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as _dt
+import hashlib
+import hmac
 import io
+import ipaddress
 import json
 import math
 import os
@@ -31,7 +39,8 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.exceptions import HTTPException
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,9 +54,13 @@ from cxrseg.data.io import IMAGE_SUFFIXES, MAX_PIXELS, XRay, decode_xray, is_dic
 from cxrseg.errors import CxrsegError, InputFileError
 from cxrseg.inference.overlay import render_overlay
 from cxrseg.inference.result import Segmentation
+from cxrseg.inference.writers import NoDicomSeg, dicom_seg_algorithms, dicom_seg_bytes
 
 STATIC_DIR = Path(str(resources.files("cxrseg.server") / "static"))
 SEGMENT_PATH = "/api/v1/segment"
+HEALTH_PATH = "/api/v1/health"  # the one /api/ call open without the API key
+DOCS_ASSETS_DIR = Path(str(resources.files("fastapi_offline") / "static"))  # Swagger UI + ReDoc, no CDN
+DOCS_ASSETS_URL = "/docs-assets"
 MULTIPART_OVERHEAD = 64 * 1024  # bytes allowed on top of the file for the multipart envelope
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere: scripts, styles and images come from this server or are data/blob URLs.
@@ -75,6 +88,8 @@ class ServerSettings:
     backend: str = "auto"  # 'auto', 'torch' or 'onnx'
     device: str = "auto"  # torch device for the torch backend
     preview_max_side: int = 2048  # longest side of the original and overlay PNGs sent for display
+    api_key: str | None = None  # when set, /api/ calls but health need 'Authorization: Bearer KEY'; required off loopback
+    upload_timeout_s: float = 60.0  # a request body must arrive within this many seconds, else 408
 
     @property
     def max_upload_bytes(self) -> int:
@@ -93,6 +108,25 @@ class ServerSettings:
             raise CxrsegError("workers must be at least 1 and queue size at least 0")
         if self.preview_max_side < 64:
             raise CxrsegError(f"preview size must be at least 64 pixels, not {self.preview_max_side}")
+        if not self.upload_timeout_s > 0:
+            raise CxrsegError(f"upload timeout must be positive, not {self.upload_timeout_s} s")
+        key = self.api_key
+        if key is not None and not (key and key.isascii() and key.isprintable() and " " not in key):
+            raise CxrsegError("the API key must be printable ASCII without spaces (it travels in an HTTP header)")
+        if not self.api_key and not is_loopback(self.host):
+            raise CxrsegError(
+                f"refusing to serve on {self.host} without an API key: anyone who can reach it could use it. "
+                "Set --api-key or the CXRSEG_API_KEY environment variable, or bind 127.0.0.1")
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` reachable from this machine only ('localhost', 127.0.0.0/8, ::1)?"""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
 
 
 # -- response models (figures keep the field names of Segmentation.to_dict()) -------------------------------
@@ -136,6 +170,9 @@ class SegmentResponse(BaseModel):
     images: Images
     models: dict[str, str]
     elapsed_ms: float
+    dicom_seg_base64: str | None = Field(
+        None, description="with ?dicom_seg=true (DICOM uploads only): a DICOM Segmentation, binary, segments 1 lungs "
+        "and 2 COVID-19 infection at the upload's size, referencing it; the file's bytes, base64")
 
 
 class ErrorResponse(BaseModel):
@@ -155,6 +192,7 @@ class Health(BaseModel):
     capacity: int
     max_upload_mb: float
     max_pixels: int
+    auth_required: bool = Field(description="whether the other /api/ calls need 'Authorization: Bearer KEY'")
 
 
 # -- bounded inference queue -----------------------------------------------------------------------------
@@ -313,17 +351,26 @@ class Segmenter:
             "backend": str(pipeline.backend_name),
         }
 
-    def __call__(self, data: bytes, filename: str) -> SegmentResponse:
+    def __call__(self, data: bytes, filename: str, dicom_seg: bool = False) -> SegmentResponse:
         start = time.perf_counter()
         xray = decode_xray(data, filename, self.settings.max_pixels)
+        if dicom_seg and xray.dicom is None:
+            raise InputFileError(filename, "dicom_seg=true needs a DICOM upload; this file is not DICOM")
         with self._lock:
             seg = self.pipeline.predict([xray])[0]
+        seg_b64 = None
+        if dicom_seg:
+            try:
+                seg_b64 = base64.b64encode(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(self.pipeline))).decode()
+            except NoDicomSeg as e:
+                raise InputFileError(filename, f"no DICOM SEG: {e.reason}") from e
         response = SegmentResponse(
             id=record_id(),
             figures=Figures(**seg.to_dict()),
             images=encode_images(xray, seg, self.settings.preview_max_side),
             models=self.model_names,
             elapsed_ms=0.0,
+            dicom_seg_base64=seg_b64,
         )
         if self.settings.save_dir is not None:
             save_record(Path(self.settings.save_dir), response, data)
@@ -381,14 +428,16 @@ class RefuseWhenBusy:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets a JSON 413.
+    """ASGI middleware: a request body over ``max_bytes`` gets a JSON 413; one slower than ``timeout_s`` a 408.
 
     Refused before reading when Content-Length says so, else as soon as the streamed bytes pass the limit (raised
-    inside the app, so the JSON handler answers). FastAPI's own ``max_body_size`` answers plain text instead.
+    inside the app, so the JSON handler answers), so no more than the limit is ever held. The whole body must
+    arrive within ``timeout_s`` of the request's start: a stalled or trickling client is answered 408 and its
+    connection closed. FastAPI's own ``max_body_size`` answers plain text instead.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, detail: str) -> None:
-        self.app, self.max_bytes, self.detail = app, max_bytes, detail
+    def __init__(self, app: ASGIApp, max_bytes: int, detail: str, timeout_s: float = 60.0) -> None:
+        self.app, self.max_bytes, self.detail, self.timeout_s = app, max_bytes, detail, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -396,17 +445,56 @@ class BodyLimit:
         length = Headers(scope=scope).get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             return await JSONResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
-        seen = 0
+        seen, complete = 0, False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # the body is in; later calls wait for a disconnect, with no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the upload did not arrive within {self.timeout_s:g} s") from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise HTTPException(413, self.detail)
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def bearer_digest(value: str | None) -> bytes:
+    """SHA-256 of the token in an ``Authorization: Bearer TOKEN`` header value (of b'' when there is none)."""
+    scheme, _, token = (value or "").strip().partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    return hashlib.sha256(token.encode("latin-1")).digest()  # header text is latin-1, as Starlette decoded it
+
+
+def unauthorized(detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="cxrseg"'})
+
+
+class RequireApiKey:
+    """ASGI middleware: every call under /api/ except health needs ``Authorization: Bearer KEY``, else 401 JSON.
+
+    Checked first, before a body is read or a queue slot counted. The digests of the sent and the real key are
+    compared in constant time (``hmac.compare_digest``), so neither the key nor its length leaks through timing.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.digest = hashlib.sha256(api_key.encode("ascii")).digest()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/api/") and path != HEALTH_PATH:
+            sent = Headers(scope=scope).get("authorization")
+            if not hmac.compare_digest(bearer_digest(sent), self.digest):
+                detail = "wrong API key" if sent else "this server needs an API key: send 'Authorization: Bearer KEY'"
+                return await unauthorized(detail)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -436,24 +524,78 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
     errors = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
 
     @app.post(SEGMENT_PATH, response_model=SegmentResponse, responses=errors, tags=["segmentation"])
-    async def segment(file: UploadFile) -> SegmentResponse:
-        """Segment one chest X-ray (PNG, JPEG, TIFF, BMP or DICOM) sent as multipart field ``file``."""
+    async def segment(file: UploadFile, dicom_seg: bool = False) -> SegmentResponse:
+        """Segment one chest X-ray (PNG, JPEG, TIFF, BMP or DICOM) sent as multipart field ``file``;
+        ``?dicom_seg=true`` adds a DICOM SEG of a DICOM upload (422 for any other format)."""
         data = await file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, too_large(settings))
-        return await queue.run(segmenter, data, client_filename(file))
+        return await queue.run(segmenter, data, client_filename(file), dicom_seg)
 
-    @app.get("/api/v1/health", response_model=Health, tags=["service"])
+    @app.get(HEALTH_PATH, response_model=Health, tags=["service"])
     async def health() -> Health:
         """Is the service up, which backend runs the models, and how busy is it."""
         return Health(status="ok", version=__version__, backend=segmenter.model_names["backend"],
                       workers=queue.workers, in_flight=queue.in_flight, capacity=queue.capacity,
-                      max_upload_mb=settings.max_upload_mb, max_pixels=settings.max_pixels)
+                      max_upload_mb=settings.max_upload_mb, max_pixels=settings.max_pixels,
+                      auth_required=bool(settings.api_key))
 
     @app.get("/api/v1/models", tags=["service"])
     async def models() -> dict[str, dict]:
         """The model cards of both stages: architecture, thresholds, training data and metrics."""
         return {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+
+
+def add_docs_routes(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc, their scripts and styles served from the installed fastapi-offline package.
+
+    Nothing is fetched from elsewhere: no CDN, no favicon from the web, and Swagger UI's online validator is off.
+    """
+    title = f"{app.title} {app.version}"
+    favicon = f"{DOCS_ASSETS_URL}/favicon.png"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")  # the prefix a reverse proxy serves the app under, if any
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{title} - API docs", swagger_favicon_url=root + favicon,
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_ui_parameters={"validatorUrl": None},  # no spec sent to swagger.io's online validator
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{title} - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+                              redoc_favicon_url=root + favicon, with_google_fonts=False)
+
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+
+
+def document_api_key(app: FastAPI) -> None:
+    """Declare the bearer key in the OpenAPI schema (Swagger UI's Authorize button) for every call that needs it."""
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["apiKey"] = {"type": "http", "scheme": "bearer", "description": "the server's API key"}
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/api/") and path != HEALTH_PATH:
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+                        operation.setdefault("responses", {})["401"] = {
+                            "description": "no API key, or a wrong one",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                        }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def add_page_routes(app: FastAPI) -> None:
@@ -484,25 +626,34 @@ def create_app(settings: ServerSettings, pipeline: Any = None) -> FastAPI:
         version=__version__,
         summary="Lung and COVID-19 infection segmentation of chest X-rays, with per-lung severity.",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs_routes from local assets
+        redoc_url=None,
     )
     app.state.settings, app.state.queue, app.state.segmenter = settings, queue, segmenter
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, detail=too_large(settings))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, detail=too_large(settings),
+                       timeout_s=settings.upload_timeout_s)
     app.add_middleware(RefuseWhenBusy, queue=queue, path=SEGMENT_PATH)
+    if settings.api_key:
+        app.add_middleware(RequireApiKey, api_key=settings.api_key)  # added last: runs first
     add_error_handlers(app)
     add_api_routes(app, settings, segmenter, queue)
+    add_docs_routes(app)
     add_page_routes(app)
+    if settings.api_key:
+        document_api_key(app)
     return app
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this many seconds
 
 
 def run_server(settings: ServerSettings) -> None:
     """Load the models, then serve on ``settings.host:settings.port`` until interrupted."""
     import uvicorn
 
+    settings.check()  # before loading any model: e.g. no API key off loopback
     app = create_app(settings)
-    if settings.host not in LOOPBACK_HOSTS:
-        print(f"warning: serving on {settings.host}, reachable from other machines. The service has no "
-              "authentication: put an authenticating reverse proxy in front of it.", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    if not is_loopback(settings.host):
+        print(f"note: serving on {settings.host}, reachable from other machines, with an API key. Plain HTTP "
+              "carries the key in clear: across an untrusted network put a TLS proxy in front.", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_keep_alive=KEEP_ALIVE_S)

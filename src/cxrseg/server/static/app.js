@@ -1,7 +1,12 @@
 // The cxrseg page: send the chosen X-ray to /api/v1/segment and show what comes back.
 // Every figure is written into the element whose data-field names it (the names of Segmentation.to_dict()).
 // Downloads are named as `cxrseg predict` names its files: STEM_lung.png, STEM_infection.png, STEM_overlay.png.
+// A server started with an API key answers 401: the page then asks for the key once, keeps it in sessionStorage
+// (this tab only) and sends it as "Authorization: Bearer KEY" with every API call.
 "use strict";
+
+const KEY_STORAGE = "cxrseg-api-key";
+let pendingKey = null; // the open key dialog's answer, shared by every call waiting on it
 
 const FORMATS = {
   pct: (v) => `${v.toFixed(1)} %`,
@@ -68,13 +73,47 @@ function errorText(body, status) {
   return `the server answered HTTP ${status}`;
 }
 
+/** Ask for the API key in the page's dialog; resolves to the key, or null when cancelled. */
+function askForKey(message) {
+  if (pendingKey) return pendingKey;
+  const dialog = document.getElementById("key-dialog");
+  const input = document.getElementById("key-input");
+  document.getElementById("key-message").textContent = message;
+  input.value = "";
+  pendingKey = new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      pendingKey = null;
+      resolve(dialog.returnValue === "ok" && input.value ? input.value.trim() : null);
+    }, { once: true });
+  });
+  dialog.returnValue = "";
+  dialog.showModal();
+  return pendingKey;
+}
+
+/** fetch() for /api/v1 with the kept key; on 401 ask for the key (again, if the kept one was refused) and retry. */
+async function apiFetch(url, options = {}) {
+  for (;;) {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    const headers = new Headers(options.headers || {});
+    if (key) headers.set("Authorization", `Bearer ${key}`);
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401) return response;
+    if (key) sessionStorage.removeItem(KEY_STORAGE);
+    const entered = await askForKey(
+      key ? "That key was not accepted. Enter the server's API key." : "This server needs an API key.");
+    if (entered === null) return response; // cancelled: the caller shows the server's 401 message
+    sessionStorage.setItem(KEY_STORAGE, entered);
+  }
+}
+
 /** Upload one file and show its result, or say what went wrong. */
 async function segment(file) {
   setStatus(`Segmenting ${file.name}…`, "busy");
   const body = new FormData();
   body.append("file", file);
   try {
-    const response = await fetch("/api/v1/segment", { method: "POST", body });
+    const response = await apiFetch("/api/v1/segment", { method: "POST", body });
     const answer = await response.json().catch(() => null);
     if (!response.ok) throw new Error(errorText(answer, response.status));
     showResult(answer);
@@ -90,7 +129,7 @@ async function showServiceInfo() {
   try {
     const health = await (await fetch("/api/v1/health")).json();
     document.getElementById("limit").textContent = String(health.max_upload_mb);
-    const models = await (await fetch("/api/v1/models")).json();
+    const models = await (await apiFetch("/api/v1/models")).json();
     document.getElementById("models").textContent =
       `Models: ${models.lung.name}, ${models.infection.name} (${health.backend}).`;
   } catch (error) {
