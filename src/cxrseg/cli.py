@@ -128,6 +128,7 @@ def predict(
     shard: Annotated[Optional[str], typer.Option(help="i/n: process every n-th file starting at i")] = None,
     workers: Annotated[Optional[int], typer.Option(help="decoding processes (default: min(2, CPU count); 0: in-process)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the final summary")] = False,
+    make_report: Annotated[bool, typer.Option("--report", help="write OUT/report.html at the end (cxrseg report)")] = False,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -137,15 +138,45 @@ def predict(
     from cxrseg.progress import ProgressReporter
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
+    _record_run(out, pipe, lung_model, infection_model)
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
         progress=progress.start, on_failure=progress.skipped,
     )
     typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
+    if make_report:
+        _write_report(out)
     if report.failed:
         typer.secho(f"{len(report.failed)} file(s) could not be read; see {out}/failed*.csv", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+
+
+def _record_run(out: Path, pipe, lung_model: Optional[Path], infection_model: Optional[Path]) -> None:
+    """OUT/run.json: the models and cards this run uses, for `cxrseg report`."""
+    from cxrseg.models.store import shipped_weights
+    from cxrseg.report import write_run_info
+
+    weights = {"lung": lung_model or shipped_weights("lung"), "infection": infection_model or shipped_weights("infection")}
+    write_run_info(out, pipe, weights, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+def _write_report(folder: Path, thumbnails: bool = True, page_size: int = 100) -> None:
+    from cxrseg.report import build_report
+
+    result = build_report(folder, thumbnails=thumbnails, page_size=page_size)
+    typer.echo(f"report: {result.path} ({result.images} images, {result.failed} failed, "
+               f"{result.thumbnails} thumbnails)")
+
+
+@app.command("report")
+def report_command(
+    folder: Annotated[Path, typer.Argument(help="a `cxrseg predict` output folder (results.csv, masks, overlays)")],
+    thumbnails: Annotated[bool, typer.Option(help="small JPEG thumbnails in FOLDER/report_thumbs/ (else the overlays)")] = True,
+    page_size: Annotated[int, typer.Option(help="table rows per page")] = 100,
+) -> None:
+    """Write FOLDER/report.html: summary, models, plots, a sortable table of all images, the failed files."""
+    _write_report(folder, thumbnails, page_size)
 
 
 @app.command()
