@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxrseg.errors import InputFileError
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"})
 MAX_PIXELS = 8192 * 8192  # refuse larger images: decompression bombs and out-of-memory
@@ -32,10 +36,15 @@ def is_dicom_bytes(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class XRay:
-    """A decoded X-ray: ``pixels`` float32 (H, W) in [0, 1]; ``source`` names where it came from."""
+    """A decoded X-ray: ``pixels`` float32 (H, W) in [0, 1]; ``source`` names where it came from.
+
+    ``dicom`` is the source's DICOM header (its pydicom Dataset without the pixel data) when the input was
+    DICOM, else None: the DICOM SEG writer references the source study, series and instance from it.
+    """
 
     pixels: np.ndarray
     source: str
+    dicom: Dataset | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -104,7 +113,12 @@ def _read_dicom(data: bytes, source: str, max_pixels: int) -> XRay:
     out = _stretch(np.asarray(arr))
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 1.0 - out
-    return XRay(out, source)
+    # Keep the header only (no pixel data, no read buffer): it travels with the X-ray between processes.
+    for pixel_tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if pixel_tag in ds:
+            delattr(ds, pixel_tag)
+    ds.buffer = None
+    return XRay(out, source, dicom=ds)
 
 
 def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS) -> XRay:

@@ -1,9 +1,10 @@
 """Predict many files: stream through decoding, write masks/overlays/results.csv as it goes, resume, shard.
 
 For each input ``STEM.ext`` the output folder gets ``STEM_lung.png``, ``STEM_infection.png`` (8-bit 0/255
-at the input's own size), ``STEM_overlay.png``, and one row in ``results.csv``. Every image file is written
-atomically; ``results.csv`` grows one flushed row at a time, so a crash keeps every finished row and
-``resume=True`` skips them. A file that cannot be read is listed in ``failed.csv`` and never stops the rest.
+at the input's own size), ``STEM_overlay.png``, with ``dicom_seg=True`` a DICOM SEG ``STEM_seg.dcm`` for each
+DICOM input, and one row in ``results.csv`` (the files are made by :mod:`cxrseg.inference.writers`). Every
+image file is written atomically; ``results.csv`` grows one flushed row at a time, so a crash keeps every
+finished row and ``resume=True`` skips them. A file that cannot be read is listed in ``failed.csv`` and never stops the rest.
 
 Files are decoded by ``workers`` DataLoader worker processes (in input order, a few images ahead of the
 model), so reading and decoding large PNG/DICOM files overlaps with inference; ``workers=0`` decodes in
@@ -19,15 +20,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from cxrseg._atomic import atomic_path
 from cxrseg.data.io import IMAGE_SUFFIXES, XRay, read_xray
 from cxrseg.errors import CxrsegError, InputFileError
-from cxrseg.inference.overlay import render_overlay
 from cxrseg.inference.pipeline import TwoStagePipeline
 from cxrseg.inference.result import CSV_FIELDS, Segmentation
+from cxrseg.inference.writers import NoDicomSeg, dicom_seg_algorithms, write_dicom_seg, write_outputs
 
 RESULTS, FAILED = "results.csv", "failed.csv"
 
@@ -37,6 +34,8 @@ class BatchReport:
     done: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    dicom_segs: int = 0  # STEM_seg.dcm files written (dicom_seg=True)
+    notes: list[str] = field(default_factory=list)  # why some inputs got no DICOM SEG
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -104,21 +103,6 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
             out[f] = f"{name}_{k}"
         taken.add(out[f])
     return out
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    # zlib level 1: masks and overlays compress almost as well as at the default 6, several times faster.
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
-
-
-def write_outputs(out: Path, stem: str, xray: XRay, seg: Segmentation) -> None:
-    _save_png(out / f"{stem}_lung.png", seg.lung.astype(np.uint8) * 255)
-    _save_png(out / f"{stem}_infection.png", seg.infection.astype(np.uint8) * 255)
-    _save_png(out / f"{stem}_overlay.png", render_overlay(xray.pixels, seg.lung, seg.infection))
-    if seg.uncertainty is not None:
-        scaled = np.clip(seg.uncertainty / 0.5, 0, 1)  # the std of values in [0, 1] is at most 0.5
-        _save_png(out / f"{stem}_uncertainty.png", np.round(scaled * 255).astype(np.uint8))
 
 
 def _done_files(csv_path: Path) -> set[str]:
@@ -214,10 +198,15 @@ def predict_files(
     on_failure: Callable[[str, str], None] | None = None,
     max_pixels: int = 8192 * 8192,
     workers: int | None = None,
+    dicom_seg: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> BatchReport:
     """Segment every input file into ``out``; returns counts and the failures with their reasons.
 
     ``workers``: decoding processes (default :func:`default_workers`; 0 decodes in this process).
+    ``dicom_seg``: also write ``STEM_seg.dcm`` for every DICOM input. A non-DICOM input gets nothing extra,
+    said once through ``on_note``; a DICOM input that cannot be referenced (e.g. no StudyInstanceUID) is
+    said per file. Either way its other outputs and CSV row are written as usual.
     """
     workers = default_workers() if workers is None else workers
     if workers < 0:
@@ -244,10 +233,32 @@ def predict_files(
     # one batch in flight, and a row still only appears once its files are complete.
     saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrseg-write")
     pending: Future | None = None
+    algorithms = dicom_seg_algorithms(pipeline) if dicom_seg else None
+    said_not_dicom = False
+
+    def note(message: str) -> None:
+        report.notes.append(message)
+        if on_note:
+            on_note(message)
+
+    def save_dicom_seg(f: Path, x: XRay, seg: Segmentation) -> None:
+        nonlocal said_not_dicom
+        try:
+            write_dicom_seg(out / f"{stems[f]}_seg.dcm", x, seg, algorithms)
+            report.dicom_segs += 1
+        except NoDicomSeg as e:
+            if not e.not_dicom:
+                note(str(e))
+            elif not said_not_dicom:
+                said_not_dicom = True
+                note(f"--dicom-seg: {f} is not DICOM; a DICOM SEG is written for DICOM inputs only "
+                     "(other non-DICOM inputs are not listed)")
 
     def save(items: list[tuple[Path, XRay, Segmentation]]) -> int:
         for f, x, seg in items:
             write_outputs(out, stems[f], x, seg)
+            if algorithms is not None:
+                save_dicom_seg(f, x, seg)
         writer.write([{**seg.row(), "file": str(f)} for f, _, seg in items])
         return len(items)
 
