@@ -129,6 +129,7 @@ def predict(
     workers: Annotated[Optional[int], typer.Option(help="decoding processes (default: min(2, CPU count); 0: in-process)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the final summary")] = False,
     make_report: Annotated[bool, typer.Option("--report", help="write OUT/report.html at the end (cxrseg report)")] = False,
+    dicom_seg: Annotated[bool, typer.Option("--dicom-seg", help="also write STEM_seg.dcm, a DICOM SEG, for each DICOM input")] = False,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -142,9 +143,11 @@ def predict(
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
-        progress=progress.start, on_failure=progress.skipped,
+        progress=progress.start, on_failure=progress.skipped, dicom_seg=dicom_seg, on_note=progress.message,
     )
     typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
+    if dicom_seg:
+        typer.echo(f"{report.dicom_segs} DICOM SEG file(s) written (STEM_seg.dcm, for DICOM inputs only)")
     if make_report:
         _write_report(out)
     if report.failed:
@@ -184,24 +187,25 @@ def demo(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("cxrseg-demo"),
     backend: BackendOpt = "auto",
 ) -> None:
-    """The main job on an embedded default: generate an example X-ray, segment it with the shipped models."""
-    import numpy as np
-    from PIL import Image
+    """The main job on two real chest X-rays shipped with the package (one COVID-19, one with no finding; CC BY 3.0):
+    segment them with the shipped models, write the usual outputs, print two lines per film."""
+    import csv
 
-    from cxrseg._atomic import atomic_path
-    from cxrseg.data.synthetic import phantom
+    from cxrseg.examples import ATTRIBUTION, films, summary_lines
     from cxrseg.inference.batch import predict_files
 
-    out.mkdir(parents=True, exist_ok=True)
-    image = out / "example.png"
-    pixels, _, _ = phantom("COVID-19", 512, np.random.default_rng(7))
-    with atomic_path(image) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-    pipe = _pipeline(None, None, backend, "auto", False, 1)
-    predict_files(pipe, [image], out)
-    typer.echo((out / "results.csv").read_text().strip())
-    typer.echo(f"segmented the generated example {image} with the shipped models ({pipe.backend_name}): "
-               f"masks, overlay and results.csv in {out}/")
+    examples = films()
+    pipe = _pipeline(None, None, backend, "auto", False, len(examples))
+    report = predict_files(pipe, [f.path for f in examples], out, workers=0)
+    if report.failed:
+        raise CxrsegError("; ".join(f"{f}: {why}" for f, why in report.failed))
+    with open(out / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
+    for film in examples:
+        for line in summary_lines(film, rows[film.name]):
+            typer.echo(line)
+    typer.echo(f"masks, overlays and results.csv in {out}/ (shipped models, {pipe.backend_name}); "
+               f"right/left are the patient's. Films: CC BY 3.0, see {ATTRIBUTION}. Research use, not a clinical tool.")
 
 
 @app.command()

@@ -1,0 +1,67 @@
+"""`cxrseg demo` on the two real films shipped with the package: a smoke test with the shipped models.
+
+The films are examples, not evaluation data: the test asks only that lungs are found at a plausible size, never
+for a particular infection figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cxrseg.examples import ATTRIBUTION, films
+
+try:
+    from cxrseg.models.store import shipped_weights
+
+    shipped_weights("lung"), shipped_weights("infection")
+except Exception:  # the repository before the first trained models landed
+    pytest.skip("no shipped models in this checkout", allow_module_level=True)
+
+
+def test_films_ship_with_their_attribution():
+    text = ATTRIBUTION.read_text(encoding="utf-8")
+    assert "CC BY 3.0" in text and "creativecommons.org/licenses/by/3.0" in text
+    assert "Cohen" in text and "10.6084/m9.figshare.12275009" in text
+    assert [f.finding for f in films()] == ["COVID-19", "No Finding"]
+    for film in films():
+        assert film.path.is_file() and film.name in text
+        assert hashlib.sha256(film.path.read_bytes()).hexdigest() in text  # the table names the exact bytes
+
+
+def test_demo_segments_both_real_films(tmp_path):
+    from cxrseg.cli import app
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 * len(films()) + 1  # two lines per film and one about the outputs
+    with open(out / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(fh)}
+    assert sorted(rows) == sorted(f.name for f in films())
+    for i, film in enumerate(films()):
+        stem = film.path.stem
+        w, h = Image.open(film.path).size
+        lung = np.asarray(Image.open(out / f"{stem}_lung.png")) > 0
+        infection = np.asarray(Image.open(out / f"{stem}_infection.png")) > 0
+        assert lung.shape == infection.shape == (h, w)  # the input's own size
+        assert Image.open(out / f"{stem}_overlay.png").size == (w, h)
+        assert 0.15 <= lung.mean() <= 0.60, f"{film.name}: lung area {lung.mean():.1%} of the image"
+        half = w // 2  # the patient's right lung is on the image's left
+        assert lung[:, :half].mean() > 0.05 and lung[:, half:].mean() > 0.05, f"{film.name}: a lung is missing"
+        assert not (infection & ~lung).any()
+        row = rows[film.name]
+        assert int(row["lung_area_px"]) == int(lung.sum())
+        assert int(row["right_lung_area_px"]) > 0 and int(row["left_lung_area_px"]) > 0
+        first, second = lines[2 * i], lines[2 * i + 1]
+        assert first.startswith(film.name) and "both lungs found" in first and f"{int(lung.sum()):,} px" in first
+        assert re.search(r"P\(infection\) \d\.\d\d", first)
+        assert re.search(r"right lung \d+\.\d% \(grade \d\), left lung \d+\.\d% \(grade \d\)", second)
+        assert f"total grade {row['total_grade']} of 8" in second
