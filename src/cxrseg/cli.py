@@ -139,12 +139,12 @@ def predict(
     from cxrseg.progress import ProgressReporter
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
-    _record_run(out, pipe, lung_model, infection_model)
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
         progress=progress.start, on_failure=progress.skipped, dicom_seg=dicom_seg, on_note=progress.message,
     )
+    _record_run(out, pipe, lung_model, infection_model)  # once the inputs were found: no folder for a typo
     typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
     if dicom_seg:
         typer.echo(f"{report.dicom_segs} DICOM SEG file(s) written (STEM_seg.dcm, for DICOM inputs only)")

@@ -182,3 +182,24 @@ def test_the_api_returns_the_seg(pipeline, inputs):
         r = client.post("/api/v1/segment?dicom_seg=true", files={"file": ("a.png", png, "image/png")})
         assert r.status_code == 422, r.text
         assert "DICOM" in r.json()["detail"]
+
+
+def test_cli_predict_dicom_seg(tiny_models, inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from cxrseg.cli import app
+
+    lung, infection = tiny_models
+    out = tmp_path / "cli"
+    args = ["predict", str(inputs), "--out", str(out), "--lung-model", str(lung), "--infection-model", str(infection),
+            "--backend", "torch", "--workers", "0", "--dicom-seg"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["square_seg.dcm", "wide_m1_seg.dcm"]
+    assert result.stderr.count("is not DICOM") == 1  # two PNG inputs, said once
+    assert "no_study.dcm" in result.stderr and "StudyInstanceUID" in result.stderr
+    assert "2 DICOM SEG file(s) written" in result.stdout
+
+    plain = CliRunner().invoke(app, args[:-1] + ["--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert not list((tmp_path / "plain").glob("*.dcm")) and "DICOM" not in plain.stderr
