@@ -87,6 +87,7 @@ def test_report_of_a_real_predict_folder(predicted):
             assert max(thumb.size) <= 160 and thumb.size[0] / thumb.size[1] == pytest.approx(
                 full.size[0] / full.size[1], rel=0.05)
     assert data["pageSize"] == 100
+    assert "uncertainty" not in [c["key"] for c in data["columns"]]  # empty without --tta: not shown
     for url in page.urls:  # every link is a file in the folder
         assert (predicted / unquote(url)).is_file(), url
 

@@ -340,7 +340,7 @@ def _image_threshold(data: FolderData) -> float | None:
 def bar_chart(title: str, labels: list[str], counts: list[int], xlabel: str, note: str = "",
               marker: tuple[float, str] | None = None, width: int = 360, height: int = 210) -> str:
     """A small accessible SVG bar chart; ``marker`` = (position in bar units from the left edge, label)."""
-    left, right, top, bottom = 40, 10, 24, 44
+    left, right, top, bottom = 40, 10, 34, 44
     pw, ph = width - left - right, height - top - bottom
     peak = max(counts) if counts and max(counts) > 0 else 1
     n = max(1, len(counts))
@@ -371,7 +371,9 @@ def bar_chart(title: str, labels: list[str], counts: list[int], xlabel: str, not
     if marker is not None:
         mx = left + marker[0] * step
         parts.append(f'<line class="marker" x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + ph}"/>')
-        parts.append(f'<text class="marker-label" x="{mx + 3:.1f}" y="{top + 9}">{esc(marker[1])}</text>')
+        right_side = marker[0] > 0.7 * n  # label to the left of a line near the right edge
+        parts.append(f'<text class="marker-label" x="{mx - 3 if right_side else mx + 3:.1f}" y="{top + 9}" '
+                     f'text-anchor="{"end" if right_side else "start"}">{esc(marker[1])}</text>')
     parts.append(f'<text class="xlabel" x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">'
                  f'{esc(xlabel)}</text>')
     parts.append("</svg>")
@@ -444,7 +446,9 @@ def _json_for_script(obj) -> str:
 
 def table_data(data: FolderData, page_size: int = PAGE_SIZE) -> dict:
     """The JSON the page's script renders: columns and one array per row (values, then links)."""
-    cols = [c for c in data.columns if c.kind in SORTABLE_KINDS]
+    # A column no row has a value in (uncertainty without --tta) is left out rather than shown as dashes.
+    cols = [c for c in data.columns
+            if c.kind in SORTABLE_KINDS and (c.name == "file" or any(r.get(c.name) is not None for r in data.rows))]
     rows = []
     for r in data.rows:
         values = []

@@ -1,7 +1,8 @@
 """``run.json``: what a predict run used (models, their cards and digests, backend, TTA), kept in its output folder.
 
-``cxrseg predict`` writes it before the first image, so the folder report can name the models even for an
-interrupted run; an output folder from before this file existed simply has none, and the report says so.
+``cxrseg predict`` writes it once the run's inputs were found (after the images: a mistyped input leaves no folder
+behind); an output folder without one (an older version's, or a run killed before its end) makes the report show
+the shipped cards and say so.
 """
 
 from __future__ import annotations
