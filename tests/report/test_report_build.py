@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import fake_rows, write_csv, write_pngs
+from report_data import fake_rows, write_csv
 from PIL import Image
 
 from cxrseg.errors import CxrsegError
