@@ -63,6 +63,13 @@ def train(
     device: str = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from OUT/last.pt if present")] = True,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where supported), bf16 or fp32")] = "auto",
+    input_norm: Annotated[str, typer.Option(help="input normalisation: none or equalize (histogram)")] = "none",
+    roi_input: Annotated[str, typer.Option(help="stage 2: 'masked' (X-ray x lungs) or 'image_and_mask' (2 channels)")] = "masked",
+    roi_margin: Annotated[Optional[float], typer.Option(help="stage 2: crop to the lungs' box + this margin (e.g. 0.08)")] = None,
+    shift_augment: Annotated[bool, typer.Option(help="random acquisition shifts: gamma, window, blur, noise, JPEG, ...")] = False,
+    ema: Annotated[Optional[float], typer.Option(help="validate and save an EMA of the weights with this decay")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="seconds: fit the epochs to this, timed on epoch 1")] = None,
 ) -> None:
     """Train one stage; resumes an interrupted run from OUT/last.pt."""
     import torch
@@ -76,12 +83,16 @@ def train(
         channels=_parse_channels(channels),
         num_res_units=res_units,
         classifier=(stage == "infection") if classifier is None else classifier,
+        input_norm=input_norm,
+        roi_input=roi_input,
+        roi_margin=roi_margin,
     )
     cfg = TrainConfig(
         stage=stage, data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, size=size,
         loss=loss, model=model, roi=roi, lung_model=lung_model, init_from=init_from,
         class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
-        device=device, resume=resume,
+        device=device, resume=resume, precision=precision, shift_augment=shift_augment, ema=ema,
+        time_budget_s=time_budget,
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)

@@ -34,7 +34,7 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
     prelu_as_leaky_relu(model)
     size = int(card.get("input_size", 256))
     names = ["segmentation"] + (["image_logit"] if model.head is not None else [])
-    x = torch.zeros(1, 1, size, size)
+    x = torch.zeros(1, model.config.in_channels, size, size)
     out = Path(out)
     with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

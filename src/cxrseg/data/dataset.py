@@ -17,6 +17,9 @@ from torch.utils.data import Dataset
 
 from cxrseg.data.covidqu import Sample
 from cxrseg.data.io import read_gray_u8, read_mask
+from cxrseg.data.normalize import normalize_input
+from cxrseg.data.roi import crop_resize, lung_box
+from cxrseg.data.shifts import RandAcquisitionShift
 from cxrseg.errors import InputFileError
 
 TARGETS = ("lung", "infection")
@@ -90,8 +93,9 @@ def load_arrays(samples: Sequence[Sample], size: int = 256, progress: Callable |
     return ArrayBundle(images, lungs, infections, [s.label for s in samples], [s.name for s in samples])
 
 
-def train_transforms(seed: int = 0):
-    """Paired augmentation (image and mask move together): flip, small affine, brightness/contrast."""
+def train_transforms(seed: int = 0, intensity: bool = True):
+    """Paired augmentation (image and mask move together): flip, small affine, and (``intensity``)
+    brightness/contrast jitter, which the acquisition shifts replace when they are on."""
     from monai.transforms import (
         Compose,
         RandAdjustContrastd,
@@ -114,21 +118,49 @@ def train_transforms(seed: int = 0):
                 mode=("bilinear", "nearest", "nearest"),
                 padding_mode="zeros",
             ),
-            RandAdjustContrastd(keys="image", prob=0.3, gamma=(0.7, 1.5)),
-            RandScaleIntensityd(keys="image", prob=0.3, factors=0.15),
-            RandShiftIntensityd(keys="image", prob=0.3, offsets=0.08),
         ]
+        + (
+            [
+                RandAdjustContrastd(keys="image", prob=0.3, gamma=(0.7, 1.5)),
+                RandScaleIntensityd(keys="image", prob=0.3, factors=0.15),
+                RandShiftIntensityd(keys="image", prob=0.3, offsets=0.08),
+            ]
+            if intensity
+            else []
+        )
     )
     t.set_random_state(seed)
     return t
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """How a network's input is made from an X-ray (and, for stage 2, a lung mask): see ModelConfig."""
+
+    norm: str = "none"
+    roi_input: str = "masked"
+    roi_margin: float | None = None
+    size: int | None = None  # network input size; None: the arrays' size
+
+    @classmethod
+    def of(cls, config, size: int | None = None) -> InputSpec:
+        return cls(config.input_norm, config.roi_input, config.roi_margin, size)
+
+
+def stage2_input(image: torch.Tensor, roi: torch.Tensor, roi_input: str) -> torch.Tensor:
+    """(1|2, S, S) network input from a (1, S, S) X-ray and its (1, S, S) lung mask."""
+    return image * roi if roi_input == "masked" else torch.cat([image, roi], 0)
+
+
 class SegmentationDataset(Dataset):
-    """Yields dicts of float tensors in [0, 1]: ``image`` (1,S,S), ``mask`` (1,S,S), ``has_infection`` ().
+    """Yields dicts of float tensors: ``image`` (C,S,S), ``mask`` (1,S,S), ``roi`` (1,S,S), ``has_infection`` ().
 
     ``target='lung'``: the input is the X-ray, the mask its lungs.
-    ``target='infection'``: the input is the lung ROI (X-ray x ``roi`` lung mask), the mask its infection.
+    ``target='infection'``: the input is built from the X-ray and the ``roi`` lung mask as ``spec`` says
+    (masked or two channels, optionally cropped to the lungs' box), the mask its infection.
     ``roi`` defaults to the ground-truth lungs; pass stage-1 predictions to train as the pipeline runs.
+    With ``shifts``, training images first get random acquisition shifts (:mod:`cxrseg.data.shifts`), then
+    the spec's normalisation, then the paired geometric augmentation.
     """
 
     def __init__(
@@ -138,6 +170,8 @@ class SegmentationDataset(Dataset):
         roi: np.ndarray | None = None,
         augment: bool = False,
         seed: int = 0,
+        spec: InputSpec = InputSpec(),
+        shifts: bool = False,
     ) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
@@ -146,14 +180,19 @@ class SegmentationDataset(Dataset):
         self.bundle = bundle
         self.target = target
         self.roi = bundle.lungs if roi is None else roi
-        self.transform = train_transforms(seed) if augment else None
+        self.spec = spec
+        self.transform = train_transforms(seed, intensity=not shifts) if augment else None
+        self.shift = RandAcquisitionShift(seed=seed + 7919) if (augment and shifts) else None
         self.positive = bundle.has_infection()
 
     def __len__(self) -> int:
         return len(self.bundle)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        image = torch.from_numpy(self.bundle.images[i]).float().div_(255.0)[None]
+        pixels = self.bundle.images[i].astype(np.float32) / 255.0
+        if self.shift is not None:
+            pixels = self.shift(pixels)
+        image = torch.from_numpy(normalize_input(pixels, self.spec.norm))[None]
         mask_np = self.bundle.lungs[i] if self.target == "lung" else self.bundle.infections[i]
         mask = torch.from_numpy(mask_np.astype(np.float32))[None]
         roi = torch.from_numpy(self.roi[i].astype(np.float32))[None]
@@ -163,11 +202,21 @@ class SegmentationDataset(Dataset):
             # Plain tensors, not MONAI MetaTensors: metadata tracking slows every later op.
             item = {k: convert_to_tensor(v, track_meta=False).float() for k, v in item.items()}
             item["image"] = item["image"].clamp_(0.0, 1.0)
+        image, mask, roi = item["image"], (item["mask"] > 0.5).float(), (item["roi"] > 0.5).float()
+        size = self.spec.size or image.shape[-1]
+        if self.target == "infection" and self.spec.roi_margin is not None:
+            box = lung_box(roi[0].numpy() > 0.5, self.spec.roi_margin)
+            image = crop_resize(image, box, size)
+            mask, roi = crop_resize(mask, box, size, "nearest"), crop_resize(roi, box, size, "nearest")
+        elif size != image.shape[-1]:
+            image = crop_resize(image, (0, image.shape[-2], 0, image.shape[-1]), size)
+            mask = crop_resize(mask, (0, mask.shape[-2], 0, mask.shape[-1]), size, "nearest")
+            roi = crop_resize(roi, (0, roi.shape[-2], 0, roi.shape[-1]), size, "nearest")
         if self.target == "infection":
-            item["image"] = item["image"] * item["roi"]
+            image = stage2_input(image, roi, self.spec.roi_input)
         return {
-            "image": item["image"].contiguous(),
-            "mask": (item["mask"] > 0.5).float(),
-            "roi": (item["roi"] > 0.5).float(),
+            "image": image.contiguous(),
+            "mask": mask,
+            "roi": roi,
             "has_infection": torch.tensor(float(self.positive[i])),
         }

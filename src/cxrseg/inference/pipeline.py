@@ -1,7 +1,8 @@
 """TwoStagePipeline: X-ray -> lung mask -> lung ROI -> infection mask -> figures, at the input's own size.
 
-Stage 1 runs on the X-ray resized to the model size; its mask (two largest components, holes filled)
-multiplies the image into the lung ROI that stage 2 sees. Stage 2's image-level head vetoes infection on
+Stage 1 runs on the X-ray resized to its model size; its mask (two largest components, holes filled) makes
+the lung ROI that stage 2 sees, built as stage 2's card says (X-ray x mask or both as channels, the whole image
+or the lungs' box, at its own size; :mod:`cxrseg.data.roi`). Stage 2's image-level head vetoes infection on
 images it judges free of it; surviving infection is clipped to the lung and specks under ``min_area``
 dropped. Probabilities are upsampled to the input size before thresholding, so masks follow the original
 resolution rather than blocky 256-pixel steps.
@@ -17,12 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrseg.data.dataset import stage2_input
 from cxrseg.data.io import XRay, read_xray
+from cxrseg.data.normalize import normalize_input
+from cxrseg.data.roi import crop_resize, lung_box, paste_back
 from cxrseg.errors import CxrsegError
 from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, onnxruntime_available, run_batched
 from cxrseg.inference.postprocess import clean_infection, clean_lung
 from cxrseg.inference.result import Segmentation
 from cxrseg.inference.severity import severity
+from cxrseg.models.factory import ModelConfig
 from cxrseg.models.store import load_model, read_card, shipped_weights
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -62,9 +67,10 @@ class TwoStagePipeline:
     ) -> None:
         self.lung_backend, self.infection_backend = lung, infection
         self.lung_card, self.infection_card = lung_card, infection_card
-        self.size = int(lung_card.get("input_size", 256))
-        if int(infection_card.get("input_size", self.size)) != self.size:
-            raise CxrsegError("lung and infection models were trained at different input sizes")
+        self.size = int(lung_card.get("input_size", 256))  # the grid both stages' outputs live on
+        self.infection_size = int(infection_card.get("input_size", self.size))
+        self.lung_config = ModelConfig.from_dict(lung_card.get("architecture", {}))
+        self.infection_config = ModelConfig.from_dict(infection_card.get("architecture", {}))
         self.tta = tta
         self.batch_size = batch_size
         self.lung_threshold = float(lung_card.get("threshold", 0.5))
@@ -109,11 +115,11 @@ class TwoStagePipeline:
 
     # -- model-size core, shared by predict() and evaluation -------------------------------------
     def _probs(self, backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """(mean seg prob (N,S,S), mean image prob, seg std across TTA or None)."""
-        seg, cls = run_batched(backend, x[:, None], self.batch_size)
+        """(mean seg prob (N,S,S), mean image prob, seg std across TTA or None) for (N, C, S, S) inputs."""
+        seg, cls = run_batched(backend, x, self.batch_size)
         if not self.tta:
             return seg[:, 0], cls, None
-        seg_f, cls_f = run_batched(backend, np.ascontiguousarray(x[:, None, :, ::-1]), self.batch_size)
+        seg_f, cls_f = run_batched(backend, np.ascontiguousarray(x[..., ::-1]), self.batch_size)
         seg_f = seg_f[:, 0, :, ::-1]
         members = np.stack([seg[:, 0], seg_f])
         image = None if cls is None else (cls + cls_f) / 2
@@ -121,15 +127,35 @@ class TwoStagePipeline:
 
     def lungs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1 alone on (N, S, S) float32 images in [0, 1]: (lung probabilities, cleaned bool lung masks)."""
-        lung_prob, _, _ = self._probs(self.lung_backend, images)
+        x = normalize_input(images, self.lung_config.input_norm)[:, None]
+        lung_prob, _, _ = self._probs(self.lung_backend, x)
         lung = np.stack([clean_lung(p > self.lung_threshold) for p in lung_prob]) if len(images) else lung_prob > 1
         return lung_prob, lung
+
+    def _stage2(self, images: np.ndarray, lung: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Stage 2 on its own input (normalised, masked or two-channel, maybe cropped), mapped back to (N, S, S)."""
+        cfg, size, shape = self.infection_config, self.infection_size, images.shape[-2:]
+        x = torch.from_numpy(normalize_input(images, cfg.input_norm))[:, None]
+        m = torch.from_numpy(lung.astype(np.float32))[:, None]
+        boxes = [lung_box(lg, cfg.roi_margin) if cfg.roi_margin is not None else (0, shape[0], 0, shape[1]) for lg in lung]
+        if len(images):
+            inputs = np.stack([
+                stage2_input(crop_resize(x[i], b, size), crop_resize(m[i], b, size, "nearest"), cfg.roi_input).numpy()
+                for i, b in enumerate(boxes)
+            ])
+        else:
+            inputs = np.zeros((0, cfg.in_channels, size, size), np.float32)
+        prob, image_prob, unc = self._probs(self.infection_backend, inputs)
+        if len(images) and (size, size) != tuple(shape) or cfg.roi_margin is not None:
+            prob = np.stack([paste_back(p, b, shape) for p, b in zip(prob, boxes)]) if len(prob) else prob
+            if unc is not None and len(unc):
+                unc = np.stack([paste_back(u, b, shape) for u, b in zip(unc, boxes)])
+        return prob, image_prob, unc
 
     def run_model_size(self, images: np.ndarray) -> ModelSizeOutputs:
         """Both stages on (N, S, S) float32 images in [0, 1] at the model size."""
         lung_prob, lung = self.lungs(images)
-        roi = (images * lung).astype(np.float32)
-        inf_prob, image_prob, unc = self._probs(self.infection_backend, roi)
+        inf_prob, image_prob, unc = self._stage2(images, lung)
         for i in range(len(images)):
             vetoed = image_prob is not None and self.image_threshold is not None and image_prob[i] < self.image_threshold
             if vetoed:

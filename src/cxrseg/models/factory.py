@@ -16,6 +16,11 @@ class ModelConfig:
 
     ``classifier`` adds a head on the bottleneck that predicts "this image has infection" (stage 2):
     the segmentation alone cannot tell COVID-19 opacities from other pneumonia, the head can veto it.
+
+    The input is part of the model: ``input_norm`` (:mod:`cxrseg.data.normalize`) is applied to the X-ray
+    first; stage 2 sees either the X-ray times the lung mask (``roi_input='masked'``, 1 channel) or the X-ray
+    and the lung mask as two channels (``'image_and_mask'``: the context around the lungs stays visible), over
+    the whole image or, with ``roi_margin`` set, cropped to the lungs' box grown by that fraction.
     """
 
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -23,6 +28,20 @@ class ModelConfig:
     dropout: float = 0.0
     classifier: bool = False
     in_channels: int = 1
+    input_norm: str = "none"
+    roi_input: str = "masked"
+    roi_margin: float | None = None
+
+    def __post_init__(self) -> None:
+        from cxrseg.data.normalize import NORMS
+        from cxrseg.errors import CxrsegError
+
+        if self.roi_input not in ("masked", "image_and_mask"):
+            raise CxrsegError(f"unknown roi_input {self.roi_input!r}; use 'masked' or 'image_and_mask'")
+        if self.input_norm not in NORMS:
+            raise CxrsegError(f"unknown input normalisation {self.input_norm!r}; use one of {', '.join(NORMS)}")
+        if self.roi_input == "image_and_mask":
+            self.in_channels = 2
 
     def to_dict(self) -> dict:
         return asdict(self)

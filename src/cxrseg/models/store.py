@@ -47,8 +47,8 @@ def default_card(stage: str, config: ModelConfig, input_size: int = 256) -> dict
         "task": "lung segmentation" if stage == "lung" else "COVID-19 infection segmentation in the lung ROI",
         "architecture": {"type": "monai.networks.nets.UNet", **config.to_dict()},
         "input_size": input_size,
-        "input": "chest X-ray" if stage == "lung" else "lung ROI: X-ray multiplied by the lung mask",
-        "normalisation": NORMALISATION,
+        "input": describe_input(stage, config),
+        "normalisation": NORMALISATION + ("; then global histogram equalisation" if config.input_norm == "equalize" else ""),
         "threshold": 0.5,
         "image_threshold": 0.5 if config.classifier else None,
         "min_area": 0,
@@ -57,6 +57,15 @@ def default_card(stage: str, config: ModelConfig, input_size: int = 256) -> dict
         "software": software_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def describe_input(stage: str, config: ModelConfig) -> str:
+    """The card's one-line account of what the network is fed."""
+    if stage == "lung":
+        return "chest X-ray"
+    what = "X-ray multiplied by the lung mask" if config.roi_input == "masked" else "X-ray and lung mask as two channels"
+    where = "whole image" if config.roi_margin is None else f"cropped to the lungs' box + {config.roi_margin:.0%} margin"
+    return f"lung ROI: {what}, {where}"
 
 
 def _decision(d: dict) -> str:

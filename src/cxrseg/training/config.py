@@ -9,6 +9,7 @@ from cxrseg.models.factory import ModelConfig
 
 LOSSES = ("bce_dice", "bce_dice_per_image", "focal_jaccard", "focal_tversky")
 ROI_SOURCES = ("predicted", "ground_truth")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -41,7 +42,10 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     resume: bool = True
-    amp: bool = True  # bf16 autocast on GPU; ignored on CPU
+    precision: str = "auto"  # bf16 autocast where the device supports it (GPU, AVX-512 BF16 CPU), else fp32
+    shift_augment: bool = False  # random acquisition shifts (gamma, window, blur, noise, JPEG, borders, text)
+    ema: float | None = None  # keep an exponential moving average of the weights (e.g. 0.999); validate and save it
+    time_budget_s: float | None = None  # fit the schedule to this many seconds, measured on the first epoch
     progress: bool = True
     command: str = ""  # the command line that started the run, kept in the card
 
@@ -54,6 +58,10 @@ class TrainConfig:
             raise CxrsegError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
         if self.roi not in ROI_SOURCES:
             raise CxrsegError(f"unknown ROI source {self.roi!r}; use one of {', '.join(ROI_SOURCES)}")
+        if self.precision not in PRECISIONS:
+            raise CxrsegError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise CxrsegError("ema must be a decay between 0 and 1, e.g. 0.999")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise CxrsegError(f"{name} must be at least 1")

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from cxrseg._atomic import atomic_path, atomic_write_text, remove_stale_temps
 from cxrseg.data.covidqu import LUNG_PART, find_dataset, require_samples, stratified_subset
-from cxrseg.data.dataset import ArrayBundle, SegmentationDataset, load_arrays
+from cxrseg.data.dataset import ArrayBundle, InputSpec, SegmentationDataset, load_arrays, resize_mask
+from cxrseg.data.normalize import normalize_input
 from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.metrics import Counts, detection, summarize
 from cxrseg.inference.backends import TorchBackend, resolve_device
@@ -56,16 +57,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def predicted_lung_roi(lung_model: SegNet, images: np.ndarray, device: torch.device, batch_size: int = 32) -> np.ndarray:
-    """Stage-1 lung masks (N, S, S) bool for uint8 images at the model size, post-processed."""
+DATA_SIZE = 256  # COVID-QU-Ex's own size: stage 2 crops from it when its input is the lungs' box
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 under 'auto' where the device runs it natively (CUDA, or a CPU with AVX-512 BF16 / AMX), else None."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    try:
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def predicted_lung_roi(
+    lung_model: SegNet, images: np.ndarray, device: torch.device, batch_size: int = 32, size: int | None = None
+) -> np.ndarray:
+    """Stage-1 lung masks (N, S, S) bool for uint8 images of size S, post-processed (model run at its own size)."""
     backend = TorchBackend(lung_model, device)
     out = np.zeros(images.shape, bool)
+    norm = lung_model.config.input_norm
+    size = size or images.shape[-1]
     for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size, None].astype(np.float32) / 255.0
-        seg, _ = backend(x)
+        x = normalize_input(images[i : i + batch_size].astype(np.float32) / 255.0, norm)
+        if size != x.shape[-1]:
+            x = torch.nn.functional.interpolate(torch.from_numpy(x)[:, None], size=(size, size), mode="bilinear",
+                                                antialias=True)[:, 0].numpy()
+        seg, _ = backend(x[:, None])
         for j, logit in enumerate(seg[:, 0]):
-            out[i + j] = clean_lung(logit > 0)
+            out[i + j] = resize_mask(clean_lung(logit > 0), images.shape[-1])
     return out
+
+
+def _crops(cfg: TrainConfig) -> bool:
+    return cfg.stage == "infection" and cfg.model.roi_margin is not None
 
 
 def _load_split(cfg: TrainConfig, split: str, limit: int | None, show: bool) -> ArrayBundle:
@@ -74,7 +103,7 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, show: bool) -> 
     index = find_dataset(cfg.data, part=part, splits=(split,))
     samples = stratified_subset(require_samples(index, (split,), cfg.stage), limit, cfg.seed)
     bar = (lambda it: tqdm(it, desc=f"load {split}", unit="img", leave=False)) if show else None
-    return load_arrays(samples, cfg.size, progress=bar)
+    return load_arrays(samples, DATA_SIZE if _crops(cfg) else cfg.size, progress=bar)
 
 
 def _transfer(model: SegNet, path: Path) -> dict:
@@ -92,7 +121,8 @@ def _validate(model, loader, cfg: TrainConfig, device, info: ddp.DistInfo) -> di
     """Per-image Counts on this rank's shard, gathered on all ranks, summarised."""
     model.eval()
     parts, positives = [], []
-    with torch.inference_mode():
+    dtype = autocast_dtype(cfg.precision, device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         for batch in loader:
             x = batch["image"].to(device)
             seg, cls = split_outputs(model(x))
@@ -186,7 +216,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         if show:
             tqdm.write(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
     lung_path = cfg.lung_model or shipped_weights("lung")
-    lung_model = load_model(lung_path)[0] if cfg.stage == "infection" and cfg.roi == "predicted" else None
+    lung_model, lung_card = load_model(lung_path) if cfg.stage == "infection" and cfg.roi == "predicted" else (None, {})
 
     train = _load_split(cfg, cfg.train_split, cfg.max_train, show)
     val = _load_split(cfg, cfg.val_split, cfg.max_val, show)
@@ -195,15 +225,18 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     if cfg.stage == "infection":
         if lung_model is not None:
             lung_model.to(device)
-            train_roi = predicted_lung_roi(lung_model, train.images, device)
-            val_roi = predicted_lung_roi(lung_model, val.images, device)
+            lung_size = int(lung_card.get("input_size", train.images.shape[-1]))
+            train_roi = predicted_lung_roi(lung_model, train.images, device, size=lung_size)
+            val_roi = predicted_lung_roi(lung_model, val.images, device, size=lung_size)
             roi_source = f"stage-1 predictions of {Path(lung_path).name} (sha256 {weights_digest(lung_path)})"
             del lung_model
         else:
             roi_source = "ground-truth lung masks"
 
-    train_ds = SegmentationDataset(train, cfg.stage, roi=train_roi, augment=True, seed=cfg.seed + info.rank)
-    val_ds = SegmentationDataset(val, cfg.stage, roi=val_roi, augment=False)
+    spec = InputSpec.of(cfg.model, cfg.size)
+    train_ds = SegmentationDataset(train, cfg.stage, roi=train_roi, augment=True, seed=cfg.seed + info.rank,
+                                   spec=spec, shifts=cfg.shift_augment)
+    val_ds = SegmentationDataset(val, cfg.stage, roi=val_roi, augment=False, spec=spec)
     sampler = DistributedSampler(train_ds, info.world_size, info.rank, seed=cfg.seed) if info.enabled else None
     train_loader = DataLoader(
         train_ds,
@@ -213,20 +246,23 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         num_workers=cfg.num_workers,
         drop_last=len(train_ds) > cfg.batch_size * info.world_size,
         persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda",
     )
     val_shard = Subset(val_ds, list(range(info.rank, len(val_ds), info.world_size)))
-    val_loader = DataLoader(val_shard, batch_size=cfg.batch_size * 2, num_workers=0)
+    val_loader = DataLoader(val_shard, batch_size=cfg.batch_size * 2, num_workers=min(cfg.num_workers, 2))
 
     model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.enabled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train_loader))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1, anneal_strategy="cos"
-    )
+    scheduler = _one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
     seg_loss = build_loss(cfg.loss)
     cls_loss = torch.nn.BCEWithLogitsLoss()
-    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = autocast_dtype(cfg.precision, device)  # the loss and the optimizer state stay fp32
+    ema = _ema_model(model, cfg.ema) if cfg.ema else None
+    planned = cfg.epochs  # lowered after epoch 1 when a time budget is set
 
     start_epoch, best, best_epoch, history = 0, -math.inf, -1, []
     last = cfg.out / "last.pt"
@@ -247,7 +283,12 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        planned = state.get("planned_epochs", cfg.epochs)
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
         start_epoch, best, best_epoch, history = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"]
+        if planned != cfg.epochs:
+            scheduler = _one_cycle(optimizer, cfg.lr, planned * steps_per_epoch)
         if state["scheduler"].get("total_steps") == scheduler.total_steps:
             scheduler.load_state_dict(state["scheduler"])
         else:  # batches per epoch changed (another world size or batch size): same place in the schedule
@@ -260,30 +301,33 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             rng = rng[info.rank] if info.rank < len(rng) else None
         if rng is not None:
             torch.set_rng_state(rng)
-        if show and start_epoch >= cfg.epochs:
-            tqdm.write(f"resumed from {last}: all {cfg.epochs} epochs already done")
+        if show and start_epoch >= planned:
+            tqdm.write(f"resumed from {last}: all {planned} epochs already done")
         elif show:
-            tqdm.write(f"resumed from {last}: continuing at epoch {start_epoch + 1}/{cfg.epochs}")
+            tqdm.write(f"resumed from {last}: continuing at epoch {start_epoch + 1}/{planned}")
 
-    for epoch in range(start_epoch, cfg.epochs):
+    epoch = start_epoch
+    while epoch < planned:
         t0 = time.time()
         net.train()
         if sampler is not None:
             sampler.set_epoch(epoch)
         totals = {"loss": 0.0, "seg_loss": 0.0, "cls_loss": 0.0}
         n_batches = 0
-        bar = tqdm(train_loader, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not show)
+        bar = tqdm(train_loader, desc=f"{cfg.stage} epoch {epoch + 1}/{planned}", unit="batch", disable=not show)
         for batch in bar:
-            x, y = batch["image"].to(device), batch["mask"].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            x, y = batch["image"].to(device, non_blocking=True), batch["mask"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 seg, cls = split_outputs(net(x))
-                ls = seg_loss(seg.float(), y)
-                lc = cls_loss(cls.float(), batch["has_infection"].to(device)) if cls is not None else torch.zeros((), device=device)
-                loss = ls + cfg.class_loss_weight * lc
+            ls = seg_loss(seg.float(), y)
+            lc = cls_loss(cls.float(), batch["has_infection"].to(device)) if cls is not None else torch.zeros((), device=device)
+            loss = ls + cfg.class_loss_weight * lc
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             n_batches += 1
             totals["loss"] += loss.item()
             totals["seg_loss"] += ls.item()
@@ -292,9 +336,22 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         # Mean training losses over every rank's batches.
         *sums, n_all = ddp.sum_floats([*totals.values(), float(n_batches)], info)
         row = {"epoch": epoch + 1, **{k: v / max(n_all, 1) for k, v in zip(totals, sums)}}
-        row.update(_validate(model, val_loader, cfg, device, info))
+        scored = ema.module if ema is not None else model
+        row.update(_validate(scored, val_loader, cfg, device, info))
         row["lr"] = scheduler.get_last_lr()[0]
         row["seconds"] = round(time.time() - t0, 1)
+        if cfg.time_budget_s and epoch == start_epoch == 0:
+            fits = max(1, int(cfg.time_budget_s // max(row["seconds"], 1e-3)))
+            if fits < planned:  # the same one-cycle shape over fewer epochs, resumed where it is now
+                planned = fits
+                scheduler = _one_cycle(optimizer, cfg.lr, planned * steps_per_epoch)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for _ in range(steps_per_epoch):
+                        scheduler.step()
+                if show:
+                    tqdm.write(f"time budget {cfg.time_budget_s:.0f} s at {row['seconds']} s/epoch: {planned} epochs")
+        row["planned_epochs"] = planned
         history.append(row)
         metric = row["val_dice_mean"]  # the same on every rank: validation is gathered
         improved = metric > best
@@ -314,7 +371,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
                     "init_from": ancestry,
                 }
                 card["metrics"] = {k: v for k, v in row.items() if k.startswith("val_")}
-                save_model(best_path, model, card)
+                save_model(best_path, scored, card)
             with atomic_path(last) as tmp:
                 torch.save(
                     {
@@ -328,11 +385,26 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
                         "history": history,
                         "rng": rng_states,
                         "config": cfg.to_dict(),
+                        "planned_epochs": planned,
+                        **({"ema": ema.state_dict()} if ema is not None else {}),
                     },
                     tmp,
                 )
             _write_logs(cfg.out, history)
             summary = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {summary}" + (" (best)" if best_epoch == epoch + 1 else ""))
+            tqdm.write(f"epoch {epoch + 1}/{planned}: {summary}" + (" (best)" if best_epoch == epoch + 1 else ""))
         ddp.barrier(info)
+        epoch += 1
     return FitResult(best_path, best, best_epoch, history)
+
+
+def _one_cycle(optimizer, lr: float, total_steps: int):
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=0.1,
+                                               anneal_strategy="cos")
+
+
+def _ema_model(model: SegNet, decay: float):
+    """An exponential moving average of ``model``'s parameters and buffers, updated after each step."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

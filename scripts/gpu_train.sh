@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The one prepared command for a lent GPU machine (the `device` tool): train the candidate models in parallel
+# on one GPU within a time budget and bring their weights, cards and logs back as one archive per run.
+#
+#   here:  python scripts/pack_gpu_data.py --data ../shared/data/COVID-QU-Ex --out .gpu/data    # 35 MB
+#          tar -czf .gpu/data.tgz -C .gpu data && rm -r .gpu/data
+#          python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#              --implementation cp --platform manylinux2014_x86_64 -d .whl monai==1.6.1
+#   there: bash scripts/gpu_train.sh 360          (device run, carry [".gpu", ".whl"], timeout_s 560)
+#   smoke: SMOKE=1 OUT=/tmp/out bash scripts/gpu_train.sh 20    (here, on the CPU: tiny runs, same code path)
+#
+# Each run gets BUDGET seconds of training (the schedule is fitted to it after epoch 1) and a hard stop at
+# BUDGET + 90 s; the best weights so far are always on disk, so a stopped run still brings something back.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUDGET=${1:-360}
+OUT=${OUT:?set OUT to the folder that comes back}
+DATA=${DATA:-/tmp/gpudata/data/COVID-QU-Ex}
+RUNS=${RUNS:-/tmp/cxrseg-runs}
+mkdir -p "$RUNS" "$OUT"
+# The data travels as one archive: 11,634 small files would cost more in disk blocks than in bytes.
+if [ -f .gpu/data.tgz ] && [ ! -d "$DATA" ]; then mkdir -p /tmp/gpudata && tar -xzf .gpu/data.tgz -C /tmp/gpudata; fi
+if [ -d .whl ] && ! python3 -c "import monai" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python3 -c "import torch, monai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu', 'monai', monai.__version__)"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+
+if [ -n "${SMOKE:-}" ]; then
+  COMMON=(--epochs 2 --batch-size 4 --max-train 24 --max-val 9 --workers 1 --threads 1 --device cpu)
+else
+  COMMON=(--epochs 300 --batch-size 32 --workers 3 --threads 2 --device cuda)
+fi
+SHARED=(--data "$DATA" --input-norm equalize --shift-augment --ema 0.999 --lr 2e-3 --time-budget "$BUDGET" --no-resume)
+STAGE2=(--roi predicted --roi-margin 0.08 --loss bce_dice_per_image --class-loss-weight 1.0)
+
+# name | arguments
+declare -A RUN=(
+  [lung-16]="lung --channels 16,32,64,128,256 --size 256"
+  [lung-24]="lung --channels 24,48,96,192,384 --size 256"
+  [inf-24-2ch]="infection --channels 24,48,96,192,384 --size 192 --roi-input image_and_mask ${STAGE2[*]}"
+  [inf-24-masked]="infection --channels 24,48,96,192,384 --size 192 --roi-input masked ${STAGE2[*]}"
+  [inf-16-2ch]="infection --channels 16,32,64,128,256 --size 192 --roi-input image_and_mask ${STAGE2[*]}"
+)
+# Second call on the still-warm machine: continue the two chosen candidates with all the CPU for their data.
+if [ "${PHASE:-}" = "continue" ]; then
+  COMMON=(--epochs 300 --batch-size 32 --workers 7 --threads 1 --device cuda --lr 1e-3)
+  unset 'RUN[lung-24]' 'RUN[inf-24-masked]' 'RUN[inf-16-2ch]'
+  RUN=( [lung-16b]="${RUN[lung-16]} --init-from $RUNS/lung-16/best.safetensors"
+        [inf-24-2ch-b]="${RUN[inf-24-2ch]} --init-from $RUNS/inf-24-2ch/best.safetensors" )
+fi
+start=$(date +%s)
+for name in "${!RUN[@]}"; do
+  # shellcheck disable=SC2086
+  timeout --signal=TERM $((BUDGET + 90)) python3 -m cxrseg.cli train ${RUN[$name]} --out "$RUNS/$name" \
+      "${SHARED[@]}" "${COMMON[@]}" > "$RUNS/$name.log" 2>&1 &
+done
+wait
+echo "all runs ended after $(( $(date +%s) - start )) s"
+# Throughput of each trained network on this GPU: bf16 autocast, batch 64, forward only (issue #13's GPU row).
+timeout 90 python3 - "$RUNS" <<'PY' || true
+import sys, time, json, pathlib, torch
+from cxrseg.models.store import load_model
+if not torch.cuda.is_available():
+    sys.exit(0)
+for w in sorted(pathlib.Path(sys.argv[1]).glob("*/best.safetensors")):
+    model, card = load_model(w)
+    model = model.cuda().eval().to(memory_format=torch.channels_last)
+    s = int(card["input_size"])
+    x = torch.rand(64, model.config.in_channels, s, s, device="cuda").to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for _ in range(5): model(x)
+        torch.cuda.synchronize(); t = time.perf_counter()
+        for _ in range(20): model(x)
+        torch.cuda.synchronize(); dt = time.perf_counter() - t
+    print(f"throughput {w.parent.name}: {20 * 64 / dt:.0f} images/s ({torch.cuda.get_device_name(0)}, bf16, batch 64, {s}x{s})")
+PY
+for name in "${!RUN[@]}"; do
+  echo "== $name: ${RUN[$name]}"
+  grep -E "^(epoch|time budget|best validation|error|Traceback)" "$RUNS/$name.log" | tail -n 4
+  tail -n 3 "$RUNS/$name.log" | grep -iE "error|exception" || true
+  cp "$RUNS/$name.log" "$RUNS/$name/train.log" 2>/dev/null
+  tar -czf "$OUT/$name.tgz" -C "$RUNS" --exclude=last.pt "$name" 2>/dev/null || echo "no files for $name"
+done
+ls -la "$OUT"
