@@ -8,7 +8,7 @@ Uploads stay in memory and are written to disk only when ``save_dir`` is set.
 Safe to expose: with an API key set (required off loopback) every /api/ call but health needs
 ``Authorization: Bearer KEY``, checked before any body is read; a body over the size limit is refused as soon as
 it is seen to be (Content-Length, or bytes counted while streaming), and one that does not arrive within the
-upload timeout gets 408. /docs and /redoc load their scripts from an installed package, not a CDN.
+upload timeout gets 408. /docs loads Swagger UI from an installed package (fastapi-offline), not a CDN.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import numpy as np
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.exceptions import HTTPException
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
@@ -59,7 +59,7 @@ from cxrseg.inference.writers import NoDicomSeg, dicom_seg_algorithms, dicom_seg
 STATIC_DIR = Path(str(resources.files("cxrseg.server") / "static"))
 SEGMENT_PATH = "/api/v1/segment"
 HEALTH_PATH = "/api/v1/health"  # the one /api/ call open without the API key
-DOCS_ASSETS_DIR = Path(str(resources.files("fastapi_offline") / "static"))  # Swagger UI + ReDoc, no CDN
+DOCS_ASSETS_DIR = Path(str(resources.files("fastapi_offline") / "static"))  # Swagger UI's assets, no CDN
 DOCS_ASSETS_URL = "/docs-assets"
 MULTIPART_OVERHEAD = 64 * 1024  # bytes allowed on top of the file for the multipart envelope
 PAGE_HEADERS = {
@@ -67,6 +67,8 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
 }
+
+CLOSE = {"Connection": "close"}  # on answers given before a body is read whole: the rest of it is not waited for
 
 T = TypeVar("T")
 
@@ -88,7 +90,7 @@ class ServerSettings:
     backend: str = "auto"  # 'auto', 'torch' or 'onnx'
     device: str = "auto"  # torch device for the torch backend
     preview_max_side: int = 2048  # longest side of the original and overlay PNGs sent for display
-    api_key: str | None = None  # when set, /api/ calls but health need 'Authorization: Bearer KEY'; required off loopback
+    api_key: str | None = None  # /api/ calls but health then need 'Authorization: Bearer KEY'; required off loopback
     upload_timeout_s: float = 60.0  # a request body must arrive within this many seconds, else 408
 
     @property
@@ -444,7 +446,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = Headers(scope=scope).get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
-            return await JSONResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+            return await JSONResponse({"detail": self.detail}, status_code=413, headers=CLOSE)(scope, receive, send)
         seen, complete = 0, False
         deadline = asyncio.get_running_loop().time() + self.timeout_s
 
@@ -455,11 +457,11 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the upload did not arrive within {self.timeout_s:g} s") from None
+                raise HTTPException(408, f"the upload did not arrive within {self.timeout_s:g} s", CLOSE) from None
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise HTTPException(413, self.detail)
+                raise HTTPException(413, self.detail, CLOSE)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -473,7 +475,8 @@ def bearer_digest(value: str | None) -> bytes:
 
 
 def unauthorized(detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="cxrseg"'})
+    headers = {"WWW-Authenticate": 'Bearer realm="cxrseg"', **CLOSE}
+    return JSONResponse({"detail": detail}, status_code=401, headers=headers)
 
 
 class RequireApiKey:
@@ -547,7 +550,7 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
 
 
 def add_docs_routes(app: FastAPI) -> None:
-    """/docs (Swagger UI) and /redoc, their scripts and styles served from the installed fastapi-offline package.
+    """/docs: Swagger UI, its script, style and icon served from the installed fastapi-offline package.
 
     Nothing is fetched from elsewhere: no CDN, no favicon from the web, and Swagger UI's online validator is off.
     """
@@ -563,13 +566,6 @@ def add_docs_routes(app: FastAPI) -> None:
             swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
             swagger_ui_parameters={"validatorUrl": None},  # no spec sent to swagger.io's online validator
         )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{title} - ReDoc",
-                              redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
-                              redoc_favicon_url=root + favicon, with_google_fonts=False)
 
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
@@ -627,7 +623,7 @@ def create_app(settings: ServerSettings, pipeline: Any = None) -> FastAPI:
         summary="Lung and COVID-19 infection segmentation of chest X-rays, with per-lung severity.",
         lifespan=lifespan,
         docs_url=None,  # served by add_docs_routes from local assets
-        redoc_url=None,
+        redoc_url=None,  # ReDoc shows a logo from its CDN: /docs is the one documentation page
     )
     app.state.settings, app.state.queue, app.state.segmenter = settings, queue, segmenter
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD, detail=too_large(settings),
