@@ -243,3 +243,18 @@ def test_tune_with_tta_writes_the_cards_tta_block(own_models, synthetic_root):
     assert {k: after[k] for k in ("threshold", "image_threshold", "min_area")} == {
         k: before.get(k) for k in ("threshold", "image_threshold", "min_area")
     }
+
+
+def test_predict_covid_status_positive_and_bad_value(tiny_models, synthetic_root, tmp_path):
+    image = next((synthetic_root / "Infection Segmentation Data" / "Val" / "COVID-19" / "images").iterdir())
+    args = ["predict", str(image), "--lung-model", str(tiny_models[0]), "--infection-model", str(tiny_models[1])]
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--covid-status", "maybe"])
+    assert bad.exit_code == 2 and "--covid-status" in bad.output
+    assert not (tmp_path / "bad").exists()
+    ok = runner.invoke(app, [*args, "--out", str(tmp_path / "ok"), "--covid-status", "positive"])
+    assert ok.exit_code == 0, ok.output
+    import csv
+
+    row = next(csv.DictReader(open(tmp_path / "ok" / "results.csv")))
+    assert row["covid_status"] == "positive" and row["covid_like"] == "confirmed"
+    assert row["opacity_pct"] == row["infected_pct"]

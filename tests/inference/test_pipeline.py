@@ -164,3 +164,39 @@ def test_unknown_backend_and_missing_models(tiny_models, tmp_path):
         TwoStagePipeline.from_pretrained(*tiny_models, backend="tensorflow")
     with pytest.raises(CxrsegError, match="nope.safetensors"):
         TwoStagePipeline.from_pretrained(tmp_path / "nope.safetensors", tiny_models[1], backend="torch")
+
+
+def test_veto_keeps_the_opacity_and_says_so(pipeline, few_xrays, monkeypatch):
+    """The two claims stay apart: a vetoed film keeps its opacity mask and figures, with a note naming the
+    judgement and its probability, and its COVID-19 infection and grades are empty."""
+    monkeypatch.setattr(pipeline, "image_threshold", None)
+    plain = pipeline.predict(few_xrays)
+    monkeypatch.setattr(pipeline, "image_threshold", 1.01)
+    vetoed = pipeline.predict(few_xrays)
+    assert any(s.opacity.any() for s in vetoed)
+    for before, after in zip(plain, vetoed):
+        np.testing.assert_array_equal(after.opacity, before.infection)
+        assert after.opacity_figures == before.figures
+        row = after.row()
+        assert row["covid_like"] == "no" and row["covid_status"] == "unknown"
+        assert row["opacity_pct"] == before.figures.infected_pct and row["infected_pct"] == 0
+        if after.opacity.any():
+            assert after.vetoed and "not COVID-19-like" in after.note and "not validated outside" in after.note
+            assert f"{after.infection_probability:.2f}" in after.note
+        else:
+            assert after.note == ""
+
+
+def test_confirmed_positive_skips_the_veto(pipeline, few_xrays, monkeypatch):
+    monkeypatch.setattr(pipeline, "image_threshold", None)
+    plain = pipeline.predict(few_xrays)
+    monkeypatch.setattr(pipeline, "image_threshold", 1.01)
+    positive = pipeline.predict(few_xrays, covid_status="positive")
+    for before, after in zip(plain, positive):
+        np.testing.assert_array_equal(after.infection, before.infection)
+        np.testing.assert_array_equal(after.infection, after.opacity)
+        assert after.figures == before.figures and after.note == ""
+        assert after.row()["covid_like"] == "confirmed" and after.row()["covid_status"] == "positive"
+    assert pipeline.covid_status == "unknown"  # a per-call choice does not stick
+    with pytest.raises(CxrsegError, match="COVID-19 status"):
+        pipeline.predict(few_xrays, covid_status="maybe")

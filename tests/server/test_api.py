@@ -341,3 +341,17 @@ def test_bad_settings_and_missing_models_fail_before_serving(tmp_path):
         create_app(ServerSettings(port=0))
     with pytest.raises(CxrsegError, match="not found"):
         create_app(ServerSettings(lung=tmp_path / "lung.safetensors", infection=tmp_path / "inf.safetensors"))
+
+
+def test_covid_status_positive_skips_the_veto_and_bad_status_is_422(pipeline, monkeypatch):
+    monkeypatch.setattr(pipeline, "image_threshold", 1.01)  # every film judged not COVID-19-like
+    data = encode(xray_u8(0), "PNG")
+    with serving(pipeline) as c:
+        unknown = c.post("/api/v1/segment", files={"file": ("a.png", data)}).json()["figures"]
+        positive = c.post("/api/v1/segment?covid_status=positive", files={"file": ("a.png", data)}).json()["figures"]
+        bad = c.post("/api/v1/segment?covid_status=maybe", files={"file": ("a.png", data)})
+    assert unknown["covid_status"] == "unknown" and unknown["infected_pct"] == 0
+    assert positive["covid_status"] == "positive" and positive["covid_like"] == "confirmed"
+    assert positive["infected_pct"] == positive["opacity_pct"] == unknown["opacity_pct"]
+    assert (unknown["note"] != "") == (unknown["opacity_pct"] > 0)
+    assert bad.status_code == 422 and "detail" in bad.json()

@@ -215,3 +215,42 @@ def test_card_names_the_stage1_model_by_content_not_path(tiny_models):
     roi = read_card(infection)["training"]["roi"]
     assert roi == f"stage-1 predictions of {lung.name} (sha256 {weights_digest(lung)})"
     assert str(lung.parent) not in roi
+
+
+def test_stage2_options_train_and_run_in_the_pipeline(mini_root, tiny_models, tmp_path):
+    """The options behind the shipped stage 2 (lungs' box crop at its own size, X-ray + lung mask as two
+    channels, equalised input, acquisition shifts, EMA, a time budget) train, land in the card, and the
+    pipeline and the ONNX export build the same input from the card."""
+    import numpy as np
+
+    from cxrseg.inference.pipeline import TwoStagePipeline
+
+    cfg = ModelConfig(channels=(8, 16, 32), classifier=True, input_norm="equalize", roi_input="image_and_mask",
+                      roi_margin=0.08)
+    result = fit(TrainConfig(stage="infection", data=mini_root, out=tmp_path / "s2", epochs=3, batch_size=4, lr=5e-3,
+                             size=64, model=cfg, lung_model=tiny_models[0], shift_augment=True, ema=0.9,
+                             time_budget_s=1e-6, progress=False))
+    assert [row["planned_epochs"] for row in result.history] == [1]  # the budget cut the schedule to one epoch
+    card = read_card(result.best_weights)
+    assert card["input_size"] == 64 and card["architecture"]["in_channels"] == 2
+    assert card["architecture"]["roi_margin"] == 0.08 and "two channels" in card["input"]
+    assert "equalisation" in card["normalisation"]
+    assert card["training"]["config"]["ema"] == 0.9 and card["training"]["config"]["shift_augment"] is True
+    image = np.random.default_rng(0).random((150, 130)).astype(np.float32)
+    segs = [TwoStagePipeline.from_pretrained(tiny_models[0], result.best_weights, backend=b).predict_one(image)
+            for b in ("torch", "onnx")]
+    for seg in segs:
+        assert seg.infection.shape == (150, 130) and not (seg.infection & ~seg.lung).any()
+    assert segs[0].infection_probability == pytest.approx(segs[1].infection_probability, abs=1e-3)
+    np.testing.assert_array_equal(segs[0].lung, segs[1].lung)
+
+
+def test_bf16_precision_is_recorded_and_bad_options_are_clear(tmp_path):
+    with pytest.raises(CxrsegError, match="precision"):
+        TrainConfig(stage="lung", data=tmp_path, out=tmp_path, precision="fp8")
+    with pytest.raises(CxrsegError, match="ema"):
+        TrainConfig(stage="lung", data=tmp_path, out=tmp_path, ema=1.5)
+    with pytest.raises(CxrsegError, match="roi_input"):
+        ModelConfig(roi_input="stacked")
+    with pytest.raises(CxrsegError, match="normalisation"):
+        ModelConfig(input_norm="zscore")

@@ -7,6 +7,7 @@ from scipy import ndimage
 
 LUNG_COLOUR = (0, 200, 255)
 INFECTION_COLOUR = (255, 40, 40)
+OPACITY_COLOUR = (255, 190, 0)  # opacity the image-level judgement did not count as COVID-19 infection
 TRUTH_COLOUR = (60, 220, 60)
 
 
@@ -23,10 +24,16 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=2)
 
 
-def render_overlay(image: np.ndarray, lung: np.ndarray, infection: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8: lung outline in cyan, infection filled in translucent red."""
+def render_overlay(
+    image: np.ndarray, lung: np.ndarray, infection: np.ndarray, alpha: float = 0.45, opacity: np.ndarray | None = None
+) -> np.ndarray:
+    """RGB uint8: lung outline in cyan, infection filled in translucent red, and ``opacity`` that is not
+    counted as infection (judged not COVID-19-like) in amber, so it never vanishes from the picture."""
     rgb = to_rgb(image).astype(np.float32)
     width = max(1, round(max(image.shape) / 256))
+    if opacity is not None:
+        other = opacity & ~infection
+        rgb[other] = (1 - alpha) * rgb[other] + alpha * np.array(OPACITY_COLOUR, np.float32)
     rgb[infection] = (1 - alpha) * rgb[infection] + alpha * np.array(INFECTION_COLOUR, np.float32)
     rgb[outline(lung, width)] = LUNG_COLOUR
     return rgb.astype(np.uint8)

@@ -23,7 +23,7 @@ from cxrseg.data.io import XRay, read_xray
 from cxrseg.data.normalize import normalize_input
 from cxrseg.data.roi import crop_resize, lung_box, paste_back
 from cxrseg.errors import CxrsegError
-from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, onnxruntime_available, run_batched
+from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, choose, run_batched
 from cxrseg.inference.postprocess import clean_infection, clean_lung
 from cxrseg.inference.result import Segmentation
 from cxrseg.inference.severity import severity
@@ -31,6 +31,7 @@ from cxrseg.models.factory import ModelConfig
 from cxrseg.models.store import load_model, read_card, shipped_weights
 
 BACKENDS = ("auto", "torch", "onnx")
+COVID_STATUSES = ("unknown", "positive")
 
 
 @dataclass
@@ -39,9 +40,10 @@ class ModelSizeOutputs:
 
     lung_prob: np.ndarray  # (N, S, S) float
     lung: np.ndarray  # (N, S, S) bool, cleaned
-    infection_prob: np.ndarray  # (N, S, S) float, zero outside kept infection
-    image_prob: np.ndarray | None  # (N,) P(infection) from the stage-2 head
+    infection_prob: np.ndarray  # (N, S, S) float before the image-level veto, below threshold outside kept opacity
+    image_prob: np.ndarray | None  # (N,) P(COVID-19) from the stage-2 head
     uncertainty: np.ndarray | None  # (N, S, S) std across TTA members
+    vetoed: np.ndarray  # (N,) bool: the head judged the film not COVID-19-like (its opacity is not counted)
 
 
 def resize_batch(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -64,7 +66,11 @@ class TwoStagePipeline:
         infection_card: dict,
         tta: bool = False,
         batch_size: int = 8,
+        covid_status: str = "unknown",
     ) -> None:
+        if covid_status not in COVID_STATUSES:
+            raise CxrsegError(f"unknown COVID-19 status {covid_status!r}; use one of {', '.join(COVID_STATUSES)}")
+        self.covid_status = covid_status  # 'positive': confirmed by the user, so the image-level veto is skipped
         self.lung_backend, self.infection_backend = lung, infection
         self.lung_card, self.infection_card = lung_card, infection_card
         self.size = int(lung_card.get("input_size", 256))  # the grid both stages' outputs live on
@@ -95,23 +101,25 @@ class TwoStagePipeline:
         tta: bool = False,
         batch_size: int = 8,
         threads: int | None = None,
+        precision: str = "auto",
+        covid_status: str = "unknown",
     ) -> TwoStagePipeline:
-        """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto'.
+        """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto', in 'fp32', 'bf16'
+        or 'auto' precision.
 
-        'auto' picks onnxruntime when it is installed and the run is on CPU, else PyTorch.
+        'auto' picks the fastest path that keeps the masks (:func:`cxrseg.inference.backends.choose`): PyTorch
+        bf16 where the CPU/GPU has native bf16, else onnxruntime fp32 on CPU when installed, else PyTorch fp32.
+        A backend named explicitly runs fp32 unless ``precision='bf16'``: ``backend='torch'`` is the fp32
+        reference. ``threads``: onnxruntime's intra-op threads (PyTorch uses ``torch.set_num_threads``).
         """
-        if backend not in BACKENDS:
-            raise CxrsegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        backend, precision = choose(backend, precision, device)
         paths = [Path(lung) if lung else shipped_weights("lung"), Path(infection) if infection else shipped_weights("infection")]
         cards = [read_card(p) for p in paths]
-        if backend == "auto":
-            on_gpu = device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available())
-            backend = "onnx" if onnxruntime_available() and not on_gpu else "torch"
         if backend == "torch":
-            backends = [TorchBackend(load_model(p)[0], device) for p in paths]
+            backends = [TorchBackend(load_model(p)[0], device, precision=precision) for p in paths]
         else:
             backends = [OnnxBackend(onnx_path_for(p), threads=threads) for p in paths]
-        return cls(*backends, *cards, tta=tta, batch_size=batch_size)
+        return cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status)
 
     # -- model-size core, shared by predict() and evaluation -------------------------------------
     def _probs(self, backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -152,33 +160,45 @@ class TwoStagePipeline:
                 unc = np.stack([paste_back(u, b, shape) for u, b in zip(unc, boxes)])
         return prob, image_prob, unc
 
-    def run_model_size(self, images: np.ndarray) -> ModelSizeOutputs:
-        """Both stages on (N, S, S) float32 images in [0, 1] at the model size."""
+    def _status(self, covid_status: str | None) -> str:
+        """``covid_status`` checked, or the pipeline's own when None."""
+        status = covid_status or self.covid_status
+        if status not in COVID_STATUSES:
+            raise CxrsegError(f"unknown COVID-19 status {status!r}; use one of {', '.join(COVID_STATUSES)}")
+        return status
+
+    def run_model_size(self, images: np.ndarray, covid_status: str | None = None) -> ModelSizeOutputs:
+        """Both stages on (N, S, S) float32 images in [0, 1] at the model size (``covid_status``: see predict)."""
         lung_prob, lung = self.lungs(images)
         inf_prob, image_prob, unc = self._stage2(images, lung)
+        vetoed = np.zeros(len(images), bool)
+        if image_prob is not None and self.image_threshold is not None and self._status(covid_status) == "unknown":
+            vetoed = image_prob < self.image_threshold
         for i in range(len(images)):
-            vetoed = image_prob is not None and self.image_threshold is not None and image_prob[i] < self.image_threshold
-            if vetoed:
-                inf_prob[i] = 0.0
-                continue
             kept = clean_infection(inf_prob[i] > self.infection_threshold, lung[i], self.min_area)
             inf_prob[i] = np.where(kept, inf_prob[i], np.minimum(inf_prob[i], self.infection_threshold) * lung[i])
-        return ModelSizeOutputs(lung_prob, lung, inf_prob, image_prob, unc)
+        return ModelSizeOutputs(lung_prob, lung, inf_prob, image_prob, unc, vetoed)
 
     # -- public API ------------------------------------------------------------------------------
-    def predict(self, xrays: list[XRay]) -> list[Segmentation]:
-        """Segment a batch of decoded X-rays; masks come back at each image's own size."""
+    def predict(self, xrays: list[XRay], covid_status: str | None = None) -> list[Segmentation]:
+        """Segment a batch of decoded X-rays; masks come back at each image's own size.
+
+        ``covid_status`` ('unknown' or 'positive'; default: the pipeline's) says what the user knows: for a
+        confirmed COVID-19 patient the image-level veto is skipped and the grades come from the opacity alone.
+        """
         if not xrays:
             return []
+        status = self._status(covid_status)
         s = (self.size, self.size)
         small = np.stack([resize_batch(x.pixels[None], s)[0] for x in xrays]).astype(np.float32)
-        out = self.run_model_size(small)
+        out = self.run_model_size(small, status)
         results = []
         for i, x in enumerate(xrays):
             h, w = x.size
             lung_p, inf_p = resize_batch(np.stack([out.lung_prob[i], out.infection_prob[i]]), (h, w))
             lung = clean_lung(lung_p > self.lung_threshold)
-            infection = (inf_p > self.infection_threshold) & lung
+            opacity = (inf_p > self.infection_threshold) & lung
+            infection = np.zeros_like(opacity) if out.vetoed[i] else opacity
             unc = score = None
             if out.uncertainty is not None:
                 unc = resize_batch(out.uncertainty[i][None], (h, w))[0]
@@ -189,6 +209,10 @@ class TwoStagePipeline:
                     lung=lung,
                     infection=infection,
                     figures=severity(lung, infection),
+                    opacity=opacity,
+                    opacity_figures=severity(lung, opacity),
+                    covid_status=status,
+                    image_threshold=self.image_threshold,
                     infection_probability=None if out.image_prob is None else float(out.image_prob[i]),
                     uncertainty=unc,
                     uncertainty_score=score,

@@ -23,17 +23,31 @@ CSV_FIELDS = (
     "left_grade",
     "total_grade",
     "infection_probability",
+    "covid_status",
+    "covid_like",
+    "opacity_pct",
+    "right_opacity_pct",
+    "left_opacity_pct",
     "uncertainty",
+    "note",
 )
+
+VALIDATION_CAVEAT = "this judgement was not validated outside COVID-QU-Ex"
 
 
 @dataclass
 class Segmentation:
-    """Masks at the input image's own size, and the figures derived from them.
+    """Masks at the input image's own size, and the figures derived from them. Two claims are kept apart:
 
-    ``infection_probability`` is the stage-2 head's image-level P(infection) (None without a head);
-    ``uncertainty`` is a per-pixel map (std of the infection probability across test-time
-    augmentations) and ``uncertainty_score`` its mean inside the lung, both only with TTA.
+    * ``opacity`` / ``opacity_figures``: the extent of infection-pattern opacity in each lung, as segmented,
+      before any image-level judgement;
+    * ``infection_probability``: P(COVID-19) for the film from the stage-2 head (None without a head), and
+      ``infection`` / ``figures``: the COVID-19 infection mask and grades, which are the opacity unless the
+      head judged the film not COVID-19-like (P below ``image_threshold``) while ``covid_status`` is
+      'unknown'. With 'positive' (confirmed by the user) the judgement is skipped.
+
+    ``uncertainty`` is a per-pixel map (std of the infection probability across test-time augmentations) and
+    ``uncertainty_score`` its mean inside the lung, both only with TTA.
     """
 
     source: str
@@ -43,6 +57,37 @@ class Segmentation:
     infection_probability: float | None = None
     uncertainty: np.ndarray | None = None
     uncertainty_score: float | None = None
+    opacity: np.ndarray | None = None  # None: same as ``infection`` (no image-level decision was made)
+    opacity_figures: SeverityFigures | None = None
+    covid_status: str = "unknown"
+    image_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.opacity is None:
+            self.opacity, self.opacity_figures = self.infection, self.figures
+
+    @property
+    def covid_like(self) -> bool | None:
+        """The head's call: P(COVID-19) at or above its threshold (None: no head, or no threshold)."""
+        if self.infection_probability is None or self.image_threshold is None:
+            return None
+        return self.infection_probability >= self.image_threshold
+
+    @property
+    def vetoed(self) -> bool:
+        """Opacity was found but not counted as COVID-19 infection, because the film was judged not COVID-like."""
+        return bool(self.opacity.any()) and not self.infection.any()
+
+    @property
+    def note(self) -> str:
+        """One plain sentence for a reader whenever the two claims disagree; empty when they do not."""
+        if not self.vetoed or self.infection_probability is None:
+            return ""
+        return (
+            f"opacity in {self.opacity_figures.infected_pct:.1f}% of the lungs was judged not COVID-19-like "
+            f"(P(COVID-19) {self.infection_probability:.2f} < {self.image_threshold:.2f}), so it is not counted as "
+            f"COVID-19 infection; {VALIDATION_CAVEAT}"
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -53,7 +98,14 @@ class Segmentation:
         h, w = self.size
         r = {"file": self.source, "height": h, "width": w, **self.figures.to_dict()}
         r["infection_probability"] = None if self.infection_probability is None else round(self.infection_probability, 4)
+        r["covid_status"] = self.covid_status
+        like = self.covid_like
+        r["covid_like"] = "confirmed" if self.covid_status == "positive" else (None if like is None else ("yes" if like else "no"))
+        of = self.opacity_figures
+        r["opacity_pct"], r["right_opacity_pct"], r["left_opacity_pct"] = (
+            of.infected_pct, of.right_infected_pct, of.left_infected_pct)
         r["uncertainty"] = None if self.uncertainty_score is None else round(self.uncertainty_score, 5)
+        r["note"] = self.note
         return r
 
     def to_dict(self) -> dict:

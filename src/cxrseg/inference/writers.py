@@ -3,7 +3,8 @@
 ``cxrseg predict``, ``cxrseg demo`` and the server all write through here, so a format is defined once:
 
 * ``STEM_lung.png``, ``STEM_infection.png``: 8-bit 0/255 masks at the input's own size;
-* ``STEM_overlay.png``: the X-ray with the lung outlined in cyan and the infection filled in red;
+* ``STEM_overlay.png``: the X-ray with the lung outlined in cyan, the COVID-19 infection filled in red and any
+  opacity judged not COVID-19-like (so not counted as infection) in amber;
 * ``STEM_uncertainty.png``: the flip-TTA spread (only with TTA), 0-255 for a std of 0-0.5;
 * ``STEM_seg.dcm``: for a DICOM input, a DICOM Segmentation (binary, made with highdicom) of the same two
   masks, referencing the source study, series and instance (:func:`write_dicom_seg`).
@@ -62,7 +63,7 @@ def write_outputs(out: Path, stem: str, xray: XRay, seg: Segmentation) -> None:
     """The mask PNGs, the overlay and (with TTA) the uncertainty map of one image, into ``out``."""
     save_png(out / f"{stem}_lung.png", seg.lung.astype(np.uint8) * 255)
     save_png(out / f"{stem}_infection.png", seg.infection.astype(np.uint8) * 255)
-    save_png(out / f"{stem}_overlay.png", render_overlay(xray.pixels, seg.lung, seg.infection))
+    save_png(out / f"{stem}_overlay.png", render_overlay(xray.pixels, seg.lung, seg.infection, opacity=seg.opacity))
     if seg.uncertainty is not None:
         scaled = np.clip(seg.uncertainty / 0.5, 0, 1)  # the std of values in [0, 1] is at most 0.5
         save_png(out / f"{stem}_uncertainty.png", np.round(scaled * 255).astype(np.uint8))

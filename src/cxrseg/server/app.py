@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request, UploadFile
@@ -150,8 +150,15 @@ class Figures(BaseModel):
     right_grade: int = Field(description="0 none, 1 under 25%, 2 25-50%, 3 50-75%, 4 75% and over")
     left_grade: int
     total_grade: int = Field(description="right + left grade, 0-8")
-    infection_probability: float | None = Field(description="stage-2 image-level P(infection), if the model has a head")
+    infection_probability: float | None = Field(
+        description="P(COVID-19) for the film from the stage-2 image-level head (validated on COVID-QU-Ex only)")
+    covid_status: str = Field(description="what the caller said: 'unknown', or 'positive' (veto skipped)")
+    covid_like: str | None = Field(description="'yes'/'no': the head's call at its threshold; 'confirmed' if positive")
+    opacity_pct: float = Field(description="infection-pattern opacity in both lungs, 0-100, before any veto")
+    right_opacity_pct: float
+    left_opacity_pct: float
     uncertainty: float | None = Field(description="mean TTA spread inside the lung, only with TTA")
+    note: str = Field(description="a sentence when opacity was found but not counted as COVID-19 infection")
     severity_convention: str
 
 
@@ -159,7 +166,8 @@ class Images(BaseModel):
     """Base64-encoded PNGs. Masks are 0/255 at the input size; original and overlay are display previews."""
 
     original: str = Field(description="the X-ray as 8-bit grey, longest side at most preview_max_side")
-    overlay: str = Field(description="RGB: lung outlined in cyan, infection filled in red; preview size")
+    overlay: str = Field(description="RGB: lung outlined in cyan, COVID-19 infection filled in red, opacity judged "
+                         "not COVID-19-like in amber; preview size")
     lung_mask: str = Field(description="0/255 lung mask at the input size")
     infection_mask: str = Field(description="0/255 infection mask at the input size")
 
@@ -291,9 +299,10 @@ def encode_images(xray: XRay, seg: Segmentation, max_side: int) -> Images:
     grey = shrink(np.clip(np.round(xray.pixels * 255), 0, 255).astype(np.uint8), max_side, Image.Resampling.BOX)
     lung = shrink(mask_u8(seg.lung), max_side, Image.Resampling.NEAREST) > 0
     infection = shrink(mask_u8(seg.infection), max_side, Image.Resampling.NEAREST) > 0
+    opacity = shrink(mask_u8(seg.opacity), max_side, Image.Resampling.NEAREST) > 0
     return Images(
         original=png_base64(grey),
-        overlay=png_base64(render_overlay(grey / 255.0, lung, infection)),
+        overlay=png_base64(render_overlay(grey / 255.0, lung, infection, opacity=opacity)),
         lung_mask=png_base64(mask_u8(seg.lung)),
         infection_mask=png_base64(mask_u8(seg.infection)),
     )
@@ -353,13 +362,13 @@ class Segmenter:
             "backend": str(pipeline.backend_name),
         }
 
-    def __call__(self, data: bytes, filename: str, dicom_seg: bool = False) -> SegmentResponse:
+    def __call__(self, data: bytes, filename: str, dicom_seg: bool = False, covid_status: str = "unknown") -> SegmentResponse:
         start = time.perf_counter()
         xray = decode_xray(data, filename, self.settings.max_pixels)
         if dicom_seg and xray.dicom is None:
             raise InputFileError(filename, "dicom_seg=true needs a DICOM upload; this file is not DICOM")
         with self._lock:
-            seg = self.pipeline.predict([xray])[0]
+            seg = self.pipeline.predict([xray], covid_status=covid_status)[0]
         seg_b64 = None
         if dicom_seg:
             try:
@@ -527,13 +536,16 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
     errors = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
 
     @app.post(SEGMENT_PATH, response_model=SegmentResponse, responses=errors, tags=["segmentation"])
-    async def segment(file: UploadFile, dicom_seg: bool = False) -> SegmentResponse:
+    async def segment(
+        file: UploadFile, dicom_seg: bool = False, covid_status: Literal["unknown", "positive"] = "unknown"
+    ) -> SegmentResponse:
         """Segment one chest X-ray (PNG, JPEG, TIFF, BMP or DICOM) sent as multipart field ``file``;
-        ``?dicom_seg=true`` adds a DICOM SEG of a DICOM upload (422 for any other format)."""
+        ``?dicom_seg=true`` adds a DICOM SEG of a DICOM upload (422 for any other format);
+        ``?covid_status=positive`` (a confirmed patient) skips the image-level COVID-19 veto."""
         data = await file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, too_large(settings))
-        return await queue.run(segmenter, data, client_filename(file), dicom_seg)
+        return await queue.run(segmenter, data, client_filename(file), dicom_seg, covid_status)
 
     @app.get(HEALTH_PATH, response_model=Health, tags=["service"])
     async def health() -> Health:

@@ -112,8 +112,9 @@ async function segment(file) {
   setStatus(`Segmenting ${file.name}…`, "busy");
   const body = new FormData();
   body.append("file", file);
+  const status = document.getElementById("covid-status").value;
   try {
-    const response = await apiFetch("/api/v1/segment", { method: "POST", body });
+    const response = await apiFetch(`/api/v1/segment?covid_status=${encodeURIComponent(status)}`, { method: "POST", body });
     const answer = await response.json().catch(() => null);
     if (!response.ok) throw new Error(errorText(answer, response.status));
     showResult(answer);
