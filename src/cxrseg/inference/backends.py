@@ -1,4 +1,14 @@
-"""Run a model on a batch of (B, 1, S, S) float32 inputs: PyTorch or onnxruntime behind one interface."""
+"""Run a model on a batch of (B, C, S, S) float32 inputs: PyTorch or onnxruntime behind one interface.
+
+Precision is a property of the backend, never of the pipeline: :class:`TorchBackend` runs fp32 or bf16
+(``torch.autocast`` under ``inference_mode``, outputs handed back as float32), :class:`OnnxBackend` runs fp32.
+:func:`choose` resolves ``backend='auto'`` / ``precision='auto'`` to the fastest path that keeps the masks:
+on a CPU with native bf16 (AVX-512 BF16 / AMX; ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``) or a GPU
+with bf16 that is PyTorch bf16, elsewhere onnxruntime fp32 on CPU (PyTorch fp32 on a GPU without bf16).
+Measured on 2 cores of an AVX-512 BF16 CPU with the two-stage models: bf16 halves PyTorch's fp32 time and
+beats onnxruntime fp32; onnxruntime INT8 (static, QDQ, per-channel, calibrated) was no faster than bf16
+(``docs/predict_speed.md``).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +21,13 @@ import torch
 from cxrseg.errors import CxrsegError
 from cxrseg.models.factory import SegNet, split_outputs
 
+BACKENDS = ("auto", "torch", "onnx")
+PRECISIONS = ("auto", "fp32", "bf16")
+
 
 class Backend(Protocol):
-    name: str
+    name: str  # 'torch', 'torch-bf16', 'onnx': what run.json, metrics and the server report
+    precision: str  # 'fp32' or 'bf16'
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Segmentation logits (B, 1, S, S) and image logits (B,) or None."""
@@ -29,29 +43,84 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise CxrsegError(f"unknown device {device!r}") from e
 
 
+def bf16_supported(device: str | torch.device = "cpu") -> bool:
+    """Does ``device`` run bf16 natively (CPU: oneDNN bf16 kernels, AVX-512 BF16 or AMX; GPU: bf16 support)?"""
+    device = resolve_device(device) if isinstance(device, str) else device
+    try:
+        if device.type == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        if device.type == "cpu":
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    return False
+
+
+def choose(backend: str = "auto", precision: str = "auto", device: str = "auto") -> tuple[str, str]:
+    """(backend, precision) to run: 'auto' resolved, the combination checked (raises :class:`CxrsegError`).
+
+    ``backend='auto'``: PyTorch bf16 where the device has native bf16 (unless ``precision='fp32'``), else
+    onnxruntime fp32 on CPU when it is installed, else PyTorch fp32. A backend named explicitly runs fp32
+    unless ``precision='bf16'`` asks otherwise: ``--backend torch`` alone is the fp32 reference path.
+    bf16 is PyTorch's (onnxruntime has no bf16 kernels for these models on CPU).
+    """
+    if backend not in BACKENDS:
+        raise CxrsegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise CxrsegError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if backend == "onnx":
+        if precision == "bf16":
+            raise CxrsegError("--precision bf16 runs on the torch backend; onnx runs fp32")
+        return "onnx", "fp32"
+    dev = resolve_device(device)
+    if backend == "torch":
+        return "torch", "bf16" if precision == "bf16" else "fp32"
+    if precision == "bf16" or (precision == "auto" and bf16_supported(dev)):
+        return "torch", "bf16"
+    return ("onnx" if dev.type == "cpu" and onnxruntime_available() else "torch"), "fp32"
+
+
 class TorchBackend:
-    """Eager PyTorch under ``inference_mode``."""
+    """Eager PyTorch under ``inference_mode``, in fp32 or bf16.
 
-    name = "torch"
+    ``precision='bf16'``: ``torch.autocast(device_type, dtype=torch.bfloat16)`` (convolutions in bf16 with
+    fp32 accumulation, the weights cast once per call), outputs returned as float32 like fp32's.
+    ``channels_last``: the model and its input in NHWC memory format (measured slower here for these U-Nets,
+    whose instance norms and transposed convolutions prefer NCHW; kept as an option for other CPUs and GPUs).
+    """
 
-    def __init__(self, model: SegNet, device: str | torch.device = "auto") -> None:
+    def __init__(
+        self, model: SegNet, device: str | torch.device = "auto", precision: str = "fp32", channels_last: bool = False
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise CxrsegError(f"unknown precision {precision!r} for the torch backend; use fp32 or bf16")
         self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision, self.channels_last = precision, channels_last
+        self.name = "torch" if precision == "fp32" else f"torch-{precision}"
         self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        seg, cls = split_outputs(self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)))
-        return seg.float().cpu().numpy(), None if cls is None else cls.float().cpu().numpy()
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            seg, cls = split_outputs(self.model(t))
+        seg = seg.float().contiguous().cpu().numpy()  # NCHW again whatever the memory format inside
+        return seg, None if cls is None else cls.float().cpu().numpy()
 
 
 class OnnxBackend:
-    """onnxruntime on CPU, with the session's threads set to the machine's cores.
+    """onnxruntime on CPU, fp32, with the session's threads set to the machine's cores.
 
     Its threads sleep rather than spin when idle: the two stages are two sessions taking turns, and a spinning
     pool of one kept the cores from the other (batch 1 on 2 cores: 70 -> 33 ms per image for both stages).
     """
 
     name = "onnx"
+    precision = "fp32"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         try:
