@@ -100,15 +100,18 @@ def train(
         typer.echo(f"best validation Dice {result.best_metric:.4f} at epoch {result.best_epoch}: {result.best_weights}")
 
 
-def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int):
+def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int,
+              precision: str = "auto"):
     from cxrseg.inference.pipeline import TwoStagePipeline
 
-    return TwoStagePipeline.from_pretrained(lung, infection, backend=backend, device=device, tta=tta, batch_size=batch_size)
+    return TwoStagePipeline.from_pretrained(lung, infection, backend=backend, device=device, tta=tta, batch_size=batch_size,
+                                            precision=precision)
 
 
 LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 weights (default: shipped)")]
 InfectionOpt = Annotated[Optional[Path], typer.Option("--infection-model", help="stage-2 weights (default: shipped)")]
-BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (onnxruntime on CPU when installed)")]
+BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (torch bf16 where the CPU/GPU has bf16, else onnxruntime on CPU when installed)")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 with --backend auto where supported), bf16 (torch) or fp32 (the reference)")]
 
 
 @app.command()
@@ -132,6 +135,7 @@ def predict(
     lung_model: LungOpt = None,
     infection_model: InfectionOpt = None,
     backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
     device: str = "auto",
     batch_size: int = 8,
     tta: Annotated[bool, typer.Option(help="flip test-time augmentation + uncertainty map and score")] = False,
@@ -149,7 +153,7 @@ def predict(
     from cxrseg.inference.batch import predict_files
     from cxrseg.progress import ProgressReporter
 
-    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
@@ -227,6 +231,7 @@ def evaluate(
     lung_model: LungOpt = None,
     infection_model: InfectionOpt = None,
     backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
     device: str = "auto",
     batch_size: int = 16,
     tta: bool = False,
@@ -238,7 +243,7 @@ def evaluate(
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
     from cxrseg.evaluation.report import markdown, write_report
 
-    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size)
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
     run = run_evaluation(pipe, data, split, max_images, progress=lambda it: tqdm(it, desc=f"evaluate {split}", unit="batch"))
     paths = write_report(run, out)
     typer.echo(markdown(run.metrics))
