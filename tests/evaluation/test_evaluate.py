@@ -60,6 +60,12 @@ def test_write_report(run, tmp_path):
     assert metrics["lung"]["all"]["dice_mean"] == pytest.approx(run.metrics["lung"]["all"]["dice_mean"])
     md = paths["markdown"].read_text()
     assert "### Lung" in md and "### Infection" in md and "| COVID-19 | 3 |" in md and "sensitivity" in md
+    label = "per-image mean over all images (convention of Tahir et al. 2021)"
+    assert f"| Dice, {label} |" in md and f"| IoU, {label} |" in md and "| Tahir et al. 2021 (Test) |" in md
+    conv = metrics["reference_convention"]
+    assert conv["label"] == label
+    assert conv["infection"]["dice"] == pytest.approx(run.metrics["infection"]["all"]["dice_mean"])
+    assert conv["infection"]["iou"] == pytest.approx(run.metrics["infection"]["all"]["iou_mean"])
     with open(paths["per_image"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 9

@@ -86,7 +86,17 @@ def _mean(a: np.ndarray) -> float | None:
 
 
 def summarize(c: Counts) -> dict[str, float | int | None]:
-    """The standard figures of one set of images."""
+    """The standard figures of one set of images.
+
+    * ``dice_mean`` / ``iou_mean``: per-image mean over **every** image of the set, empty-mask rule applied
+      (an empty prediction on an empty ground truth scores 1, any predicted pixel on it 0). Over a whole
+      COVID-QU-Ex split this is the figure Tahir et al. 2021 report
+      (:data:`cxrseg.evaluation.references.CONVENTION_LABEL`); over the COVID-19 images alone it is the
+      stricter figure, as every COVID-19 image has infection.
+    * ``dice_mean_nonempty_gt`` / ``iou_mean_nonempty_gt``: the same mean over images whose ground truth is
+      not empty (``n_nonempty_gt`` of them), MONAI ``ignore_empty=True``.
+    * ``dice_pooled`` / ``iou_pooled``: TP, FP, FN summed over every pixel of the set first.
+    """
     nonempty = ~c.gt_empty
     d, j = dice_per_image(c), iou_per_image(c)
     return {
