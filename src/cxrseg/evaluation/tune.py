@@ -79,10 +79,10 @@ def tune_infection(
     pipeline: TwoStagePipeline,
     data: str | Path,
     split: str = "Val",
-    thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
+    thresholds: Sequence[float] = (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7),
     image_thresholds: Sequence[float] = tuple(round(0.1 + 0.025 * i, 3) for i in range(35)),  # 0.1 .. 0.95
     min_areas: Sequence[int] = (0, 10, 25, 50, 100),
-    max_negative_rate: float = 0.10,
+    max_negative_rate: float = 0.05,
     progress: Callable | None = None,
 ) -> TuneResult:
     """Grid-search the stage-2 thresholds on ``split``; see the module docstring for the objective."""
