@@ -145,15 +145,21 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the final summary")] = False,
     make_report: Annotated[bool, typer.Option("--report", help="write OUT/report.html at the end (cxrseg report)")] = False,
     dicom_seg: Annotated[bool, typer.Option("--dicom-seg", help="also write STEM_seg.dcm, a DICOM SEG, for each DICOM input")] = False,
+    covid_status: Annotated[str, typer.Option(help="unknown (the model judges COVID-19-likeness) or positive "
+                                                   "(confirmed: no veto, grades from the opacity alone)")] = "unknown",
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
     Progress goes to stderr: a bar on a terminal, else (a log file) a plain line every ~10% or 30 s.
     """
     from cxrseg.inference.batch import predict_files
+    from cxrseg.inference.pipeline import COVID_STATUSES
     from cxrseg.progress import ProgressReporter
 
+    if covid_status not in COVID_STATUSES:
+        _fail(f"--covid-status must be one of {', '.join(COVID_STATUSES)}, not {covid_status!r}")
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
+    pipe.covid_status = covid_status
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
@@ -256,7 +262,7 @@ def tune(
     infection_model: Annotated[Path, typer.Option("--infection-model", help="stage-2 weights whose card gets the thresholds")],
     lung_model: LungOpt = None,
     split: str = "Val",
-    max_negative_rate: Annotated[float, typer.Option(help="at most this share of empty-mask images flagged")] = 0.10,
+    max_negative_rate: Annotated[float, typer.Option(help="at most this share of empty-mask images flagged")] = 0.05,
     write: Annotated[bool, typer.Option(help="store the chosen thresholds in the model card")] = True,
     tta: Annotated[bool, typer.Option(help="tune for flip TTA: stored apart, used by --tta runs")] = False,
 ) -> None:
