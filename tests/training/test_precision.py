@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from cxrseg.data.synthetic import make_synthetic_covidqu
 from cxrseg.errors import CxrsegError
+from cxrseg.inference import backends
 from cxrseg.models.factory import ModelConfig
 from cxrseg.training import TrainConfig, fit
 from cxrseg.training import loop as loop_module
@@ -18,7 +19,7 @@ CPU = torch.device("cpu")
 
 def _native_bf16() -> bool:
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and backends._cpu_has_native_bf16()
     except (AttributeError, RuntimeError):
         return False
 
@@ -35,8 +36,16 @@ def test_auto_follows_the_cpus_native_bf16_support():
 @pytest.mark.parametrize("supported", [True, False])
 def test_auto_on_either_kind_of_cpu(monkeypatch, supported):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: supported)
+    monkeypatch.setattr(backends, "_cpu_has_native_bf16", lambda: True)
     assert autocast_dtype("auto", CPU) == (torch.bfloat16 if supported else None)
     assert autocast_dtype("fp32", CPU) is None and autocast_dtype("bf16", CPU) is torch.bfloat16
+
+
+def test_auto_is_fp32_where_onednn_would_only_emulate_bf16(monkeypatch):
+    """oneDNN says yes on any AVX-512 CPU; without AVX-512 BF16 / AMX bf16 is emulated and slower than fp32."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(backends, "_cpu_has_native_bf16", lambda: False)
+    assert autocast_dtype("auto", CPU) is None
 
 
 def test_auto_falls_back_to_fp32_when_the_probe_fails(monkeypatch):

@@ -34,7 +34,7 @@ from cxrseg.data.dataset import ArrayBundle, InputSpec, SegmentationDataset, loa
 from cxrseg.data.normalize import normalize_input
 from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.metrics import Counts, detection, summarize
-from cxrseg.inference.backends import TorchBackend, resolve_device
+from cxrseg.inference.backends import TorchBackend, bf16_supported, resolve_device
 from cxrseg.inference.postprocess import clean_lung
 from cxrseg.models.factory import SegNet, build_model, split_outputs
 from cxrseg.models.store import default_card, load_model, save_model, shipped_weights, weights_digest
@@ -66,12 +66,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    try:
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-    except (AttributeError, RuntimeError):
-        return None
+    return torch.bfloat16 if bf16_supported(device) else None
 
 
 def predicted_lung_roi(
