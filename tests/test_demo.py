@@ -42,7 +42,9 @@ def test_demo_segments_both_real_films(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2 * len(films()) + 1  # two lines per film and one about the outputs
+    # two lines per film (a third, "note: ...", when opacity was judged not COVID-19-like) and one about the outputs
+    heads = [i for i, line in enumerate(lines) if not line.startswith(" ")]
+    assert len(heads) == len(films()) + 1
     with open(out / "results.csv", newline="", encoding="utf-8") as fh:
         rows = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader(fh)}
     assert sorted(rows) == sorted(f.name for f in films())
@@ -60,8 +62,11 @@ def test_demo_segments_both_real_films(tmp_path):
         row = rows[film.name]
         assert int(row["lung_area_px"]) == int(lung.sum())
         assert int(row["right_lung_area_px"]) > 0 and int(row["left_lung_area_px"]) > 0
-        first, second = lines[2 * i], lines[2 * i + 1]
+        first, second = lines[heads[i]], lines[heads[i] + 1]
         assert first.startswith(film.name) and "both lungs found" in first and f"{int(lung.sum()):,} px" in first
-        assert re.search(r"P\(infection\) \d\.\d\d", first)
+        assert re.search(r"P\(COVID-19\) \d\.\d\d", first)
+        assert re.search(r"opacity \d+\.\d% of the lungs", second)
+        if row["note"]:
+            assert lines[heads[i] + 2].startswith("    note: ") and "not validated outside" in lines[heads[i] + 2]
         assert re.search(r"right lung \d+\.\d% \(grade \d\), left lung \d+\.\d% \(grade \d\)", second)
         assert f"total grade {row['total_grade']} of 8" in second

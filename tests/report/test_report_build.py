@@ -95,7 +95,8 @@ def test_report_of_a_real_predict_folder(predicted):
     assert "images segmented" in text and ">9<" in text
     assert "recorded by the predict run (run.json)" in text
     assert "image-level head" in text  # the infection card's summary
-    assert text.count('<svg class="chart"') == 3  # infected %, grades, P(infection)
+    # infected %, grades, P(COVID-19), and the continuous severity score where results.csv has it
+    assert text.count('<svg class="chart"') == 3 + ("severity_score" in csv_rows[0])
     assert "broken.png" in text and 'id="failed"' in text
     assert "Files that failed (1)" in text
 

@@ -42,7 +42,8 @@ def _pct(value: str | None) -> str:
 
 def summary_lines(film: Film, row: dict) -> list[str]:
     """Two lines on one segmented film, from its ``results.csv`` row (fields read by name): the lungs found
-    and their area, P(infection); then the infected share and grade per lung (the patient's right and left)."""
+    and their area, P(COVID-19); then the opacity found, and the COVID-19 infection share and grade per lung
+    (the patient's right and left), which are zero when the film was judged not COVID-19-like."""
     h, w = int(row["height"]), int(row["width"])
     right, left = int(row["right_lung_area_px"]), int(row["left_lung_area_px"])
     area = int(row["lung_area_px"])
@@ -55,8 +56,12 @@ def summary_lines(film: Film, row: dict) -> list[str]:
     p = row.get("infection_probability")
     p_text = "n/a" if p in (None, "") else f"{float(p):.2f}"
     first = (f"{film.name} (published finding: {film.finding}): {lungs}, {area:,} px = {100 * area / (h * w):.1f}% "
-             f"of the {w}x{h} image; P(infection) {p_text}")
-    second = (f"    infected: right lung {_pct(row['right_infected_pct'])} (grade {row['right_grade']}), "
-              f"left lung {_pct(row['left_infected_pct'])} (grade {row['left_grade']}), "
+             f"of the {w}x{h} image; P(COVID-19) {p_text}")
+    opacity = f"opacity {_pct(row['opacity_pct'])} of the lungs" if row.get("opacity_pct") not in (None, "") else ""
+    second = (f"    {opacity + '; ' if opacity else ''}COVID-19 infection: right lung {_pct(row['right_infected_pct'])} "
+              f"(grade {row['right_grade']}), left lung {_pct(row['left_infected_pct'])} (grade {row['left_grade']}), "
               f"both {_pct(row['infected_pct'])}; total grade {row['total_grade']} of 8")
-    return [first, second]
+    lines = [first, second]
+    if row.get("note"):
+        lines.append(f"    note: {row['note']}")
+    return lines

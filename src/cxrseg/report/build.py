@@ -49,10 +49,12 @@ KNOWN_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("left_grade", "L grade", "int", "patient's left lung: 0 none, 1 <25%, 2 25-50%, 3 50-75%, 4 >=75%"),
     ("total_grade", "grade", "int", "severity grade 0-8: right + left"),
     ("severity_score", "severity score", "num", "continuous severity score, 0-8"),
-    ("infection_probability", "P(infection)", "prob", "stage 2's image-level probability of infection"),
-    ("covid_probability", "P(COVID-19)", "prob", "probability that the film shows COVID-19"),
+    ("infection_probability", "P(COVID-19)", "prob",
+     "stage 2's image-level P(COVID-19) for the film (validated on COVID-QU-Ex only)"),
+    ("covid_like", "COVID-like", "text", "the head's call at its threshold; 'confirmed' when the status was positive"),
     ("covid_status", "COVID-19 status", "text", "what was known of the patient's COVID-19 status"),
     ("uncertainty", "uncertainty", "num", "mean TTA uncertainty inside the lung (--tta runs)"),
+    ("note", "note", "text", "why opacity was found but not counted as COVID-19 infection"),
     ("lung_area_px", "lung px", "int", "lung area in pixels"),
     ("infection_area_px", "infection px", "int", "infection area in pixels"),
 )
@@ -281,7 +283,7 @@ def summary_items(data: FolderData) -> list[tuple[str, str]]:
         items.append(("mean grade (0-8)", f"{statistics.fmean(grades):.2f}"))
     probs = _values(data.rows, "infection_probability")
     if probs:
-        items.append(("median P(infection)", f"{statistics.median(probs):.3f}"))
+        items.append(("median P(COVID-19)", f"{statistics.median(probs):.3f}"))
     if _values(data.rows, "uncertainty"):
         items.append(("test-time augmentation", "yes (uncertainty recorded)"))
     statuses = [r.get("covid_status") for r in data.rows if r.get("covid_status")]
@@ -406,7 +408,7 @@ def plots(data: FolderData) -> list[str]:
         counts = [sum(1 for g in grades if round(g) == k) for k in range(9)]
         out.append(bar_chart("Images per severity grade", [str(k) for k in range(9)], counts,
                              "grade 0-8 (right + left, 0-4 each)"))
-    for name, title in (("infection_probability", "P(infection)"), ("covid_probability", "P(COVID-19)")):
+    for name, title in (("infection_probability", "P(COVID-19)"),):
         probs = _values(data.rows, name)
         if not probs:
             continue
