@@ -89,3 +89,54 @@ def test_figures_are_plain_json_types():
     d = severity(lung, _infect(img_left, 30)).to_dict()
     json.dumps(d)
     assert {type(v) for v in d.values()} <= {int, float}
+
+
+# -- the continuous severity score (0-8, one decimal): the experts' scale, calibrated -------------------------------
+def test_severity_score_is_zero_without_infection():
+    from cxrseg.inference.severity import severity_score
+
+    assert severity_score(0.0, 0.0) == 0.0
+    lung, _, _ = _lungs()
+    assert severity(lung, np.zeros_like(lung)).severity_score == 0.0
+    empty = np.zeros((32, 32), bool)
+    assert severity(empty, empty).severity_score == 0.0
+
+
+def test_severity_score_bounds_and_one_decimal():
+    from cxrseg.inference.severity import severity_score
+
+    shares = np.linspace(0, 1, 21)
+    for r in shares:
+        for left in shares:
+            s = severity_score(r, left)
+            assert 0.0 <= s <= 8.0 and s == round(s, 1)
+    assert severity_score(1.0, 1.0) <= 8.0 and severity_score(1.0, 1.0) > severity_score(0.5, 0.5)
+    for scale, power in [(1.0, 0.3), (1.0, 2.0), (0.3, 1.0)]:  # the calibration grid's corners stay in bounds
+        assert 0.0 <= severity_score(1.0, 1.0, scale, power) <= 8.0
+        assert severity_score(1e-6, 0.0, scale, power) >= 0.0
+
+
+def test_severity_score_is_monotone_in_each_share():
+    from cxrseg.inference.severity import lung_score, severity_score
+
+    grid = np.linspace(0, 1, 101)
+    per_lung = [lung_score(s) for s in grid]
+    assert all(b > a for a, b in zip(per_lung, per_lung[1:]))  # strictly, before rounding
+    for other in (0.0, 0.3, 1.0):
+        right = [severity_score(s, other) for s in grid]
+        left = [severity_score(other, s) for s in grid]
+        assert right == left  # symmetric in the two lungs
+        assert all(b >= a for a, b in zip(right, right[1:]))
+
+
+def test_severity_score_in_the_figures_follows_the_masks():
+    from cxrseg.inference.severity import severity_score
+
+    lung, img_left, img_right = _lungs()
+    scores = []
+    for n in (0, 10, 30, 60, 100):
+        f = severity(lung, _infect(img_left, n) | _infect(img_right, n // 2))
+        assert f.severity_score == severity_score(f.right_infected_pct / 100, f.left_infected_pct / 100)
+        scores.append(f.severity_score)
+    assert scores[0] == 0.0 and all(b > a for a, b in zip(scores, scores[1:]))
+    assert list(f.to_dict()).index("severity_score") == list(f.to_dict()).index("total_grade") + 1

@@ -22,6 +22,7 @@ CSV_FIELDS = (
     "right_grade",
     "left_grade",
     "total_grade",
+    "severity_score",
     "infection_probability",
     "covid_status",
     "covid_like",

@@ -150,6 +150,8 @@ class Figures(BaseModel):
     right_grade: int = Field(description="0 none, 1 under 25%, 2 25-50%, 3 50-75%, 4 75% and over")
     left_grade: int
     total_grade: int = Field(description="right + left grade, 0-8")
+    severity_score: float = Field(
+        description="continuous 0-8 estimate of radiologists' geographic extent score, one decimal (docs/severity.md)")
     infection_probability: float | None = Field(
         description="P(COVID-19) for the film from the stage-2 image-level head (validated on COVID-QU-Ex only)")
     covid_status: str = Field(description="what the caller said: 'unknown', or 'positive' (veto skipped)")
