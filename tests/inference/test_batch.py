@@ -123,6 +123,17 @@ def test_resume_skips_done_rows_and_repairs_a_torn_line(pipeline, inputs, tmp_pa
     assert len(_rows(results)) == 4
 
 
+def test_resume_refuses_a_results_csv_with_other_columns(pipeline, inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = "file,lung_area_px,infected_pct\nsomewhere/a.png,100,1.0\n"  # an older cxrseg's layout
+    (out / "results.csv").write_text(old)
+    with pytest.raises(CxrsegError, match="other columns"):
+        predict_files(pipeline, [inputs], out, resume=True)
+    assert (out / "results.csv").read_text() == old  # nothing appended, nothing lost
+    assert predict_files(pipeline, [inputs], out).done == 4  # without --resume the folder starts again
+
+
 def test_resume_retries_failures_and_failed_csv_stays_true(pipeline, inputs, synthetic_root, tmp_path):
     bad = inputs / "broken.png"
     bad.write_bytes(b"garbage")

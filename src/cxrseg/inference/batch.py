@@ -115,8 +115,12 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
     return out
 
 
-def _done_files(csv_path: Path) -> set[str]:
-    """Files already in results.csv; a torn last line (a kill mid-write) is cut off first."""
+def _done_files(csv_path: Path, fields: tuple[str, ...] = CSV_FIELDS) -> set[str]:
+    """Files already in results.csv; a torn last line (a kill mid-write) is cut off first.
+
+    A file written with other columns (an older cxrseg) is refused before anything is appended to it: rows of
+    two layouts under one header would be misread by every later reader.
+    """
     if not csv_path.exists():
         return set()
     data = csv_path.read_bytes()
@@ -124,7 +128,13 @@ def _done_files(csv_path: Path) -> set[str]:
         with open(csv_path, "r+b") as f:
             f.truncate(data.rfind(b"\n") + 1)
     with open(csv_path, newline="", encoding="utf-8") as f:
-        return {row["file"] for row in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        if reader.fieldnames is not None and tuple(reader.fieldnames) != tuple(fields):
+            raise CxrsegError(
+                f"{csv_path}: written with other columns (by another cxrseg version), so --resume cannot add to it; "
+                "use a new --out folder, or run without --resume to start this folder again"
+            )
+        return {row["file"] for row in reader}
 
 
 class _AppendCsv:
