@@ -179,3 +179,22 @@ def test_grey_and_rgb_pngs_are_lossless(tmp_path):
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"{mode}.png")), a)
     with pytest.raises(ValueError):
         encode_png(np.zeros((2, 2, 4), np.uint8))
+
+
+# -- the plain baseline the speed benchmark times against ------------------------------------------------------
+def test_baseline_script_writes_the_same_kind_of_masks(tiny_models, synthetic_root, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_predict.py"
+    spec = importlib.util.spec_from_file_location("baseline_predict", script)
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    images = synthetic_root / "Infection Segmentation Data" / "Val" / "COVID-19" / "images"
+    baseline.main([str(images), "--out", str(tmp_path), "--lung-model", str(tiny_models[0]),
+                   "--infection-model", str(tiny_models[1]), "--batch-size", "2", "--overlay"])
+    ref = TwoStagePipeline.from_pretrained(*tiny_models, backend="torch", precision="fp32")
+    for f in sorted(images.glob("*.png")):
+        lung = read_mask(tmp_path / f"{f.stem}_lung.png")
+        assert lung.shape == np.asarray(Image.open(f)).shape and (tmp_path / f"{f.stem}_overlay.png").is_file()
+        assert dice(lung, ref.predict_one(f).lung) > 0.9  # no post-processing in the baseline, else the same

@@ -5,9 +5,10 @@ Precision is a property of the backend, never of the pipeline: :class:`TorchBack
 :func:`choose` resolves ``backend='auto'`` / ``precision='auto'`` to the fastest path that keeps the masks:
 on a CPU with native bf16 (AVX-512 BF16 / AMX; ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``) or a GPU
 with bf16 that is PyTorch bf16, elsewhere onnxruntime fp32 on CPU (PyTorch fp32 on a GPU without bf16).
-Measured on 2 cores of an AVX-512 BF16 CPU with the two-stage models: bf16 halves PyTorch's fp32 time and
-beats onnxruntime fp32; onnxruntime INT8 (static, QDQ, per-channel, calibrated) was no faster than bf16
-(``docs/predict_speed.md``).
+Measured on 2 cores of an AVX-512 BF16 CPU with the two-stage models: bf16 halves PyTorch's fp32 CPU time and
+beats onnxruntime fp32, with the Val figures within 0.0012 of fp32. onnxruntime INT8 (static, QDQ,
+per-channel, calibrated on Train images) was faster still but moved the masks (infection Dice against fp32
+0.96), so it is not offered (``docs/predict_speed.md``).
 """
 
 from __future__ import annotations
