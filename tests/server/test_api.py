@@ -243,9 +243,9 @@ class BlockingPipeline:
     def __getattr__(self, name):
         return getattr(self._pipeline, name)
 
-    def predict(self, xrays):
+    def predict(self, xrays, **options):
         assert self.gate.wait(timeout=60), "test never opened the gate"
-        return self._pipeline.predict(xrays)
+        return self._pipeline.predict(xrays, **options)
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:

@@ -113,6 +113,10 @@
       return td;
     }
     td.textContent = fmt(v, c.kind);
+    if (c.key === "note" && v) {  // a long sentence: one short line here, the whole of it on hover
+      td.classList.add("note");
+      td.title = v;
+    }
     if (c.key === "total_grade" && typeof v === "number") td.classList.add("g" + Math.max(0, Math.min(8, Math.round(v))));
     return td;
   }
