@@ -154,9 +154,10 @@ class TwoStagePipeline:
         else:
             inputs = np.zeros((0, cfg.in_channels, size, size), np.float32)
         prob, image_prob, unc = self._probs(self.infection_backend, inputs)
-        if len(images) and (size, size) != tuple(shape) or cfg.roi_margin is not None:
-            prob = np.stack([paste_back(p, b, shape) for p, b in zip(prob, boxes)]) if len(prob) else prob
-            if unc is not None and len(unc):
+        resized = cfg.roi_margin is not None or (size, size) != tuple(shape)
+        if resized and len(prob):
+            prob = np.stack([paste_back(p, b, shape) for p, b in zip(prob, boxes)])
+            if unc is not None:
                 unc = np.stack([paste_back(u, b, shape) for u, b in zip(unc, boxes)])
         return prob, image_prob, unc
 
