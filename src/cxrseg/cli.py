@@ -363,6 +363,9 @@ def serve(
 
 def main() -> None:
     """Entry point: run the app, turning every :class:`CxrsegError` into one line on stderr and exit code 2."""
+    # Idle OpenMP threads sleep rather than spin, for every verb (predict, evaluate, serve, ...): spinning threads
+    # starve each other on a loaded machine (see cxrseg.inference.batch). Read once, when torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except CxrsegError as e:
