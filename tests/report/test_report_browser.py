@@ -9,26 +9,18 @@ Skipped, with the reason, where Chromium, chromedriver or selenium is missing (s
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 from cxrseg.report import build_report
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_serve.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("screenshot_serve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-shot = _load_script()
+shot = load_script("scripts/screenshot_serve.py")
 pytestmark = pytest.mark.skipif(shot.chromium_missing() is not None, reason=f"no browser: {shot.chromium_missing()}")
 
 # No route out even if the page tried: every host name fails to resolve and every proxied request goes to a

@@ -7,35 +7,25 @@ Skipped, with the reason, where Chromium, chromedriver or selenium is missing
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pytest
+from _scripts import load_script
 from PIL import Image
 
 from cxrseg.data.synthetic import phantom
 from cxrseg.server import ServerSettings, create_app
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_serve.py"
 KEY = "s3cret-key-for-the-browser-test"
 
 
-def load_script():
-    """The screenshot script as a module: the test drives the browser with the same helpers."""
-    spec = importlib.util.spec_from_file_location("screenshot_serve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-shot = load_script()
+shot = load_script("scripts/screenshot_serve.py")  # the test drives the browser with its helpers
 pytestmark = pytest.mark.skipif(shot.chromium_missing() is not None, reason=f"no browser: {shot.chromium_missing()}")
 
 

@@ -7,31 +7,21 @@ and a raw socket show what a client sees: an answer before it has sent its body,
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import select
 import socket
 import time
-from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 from cxrseg.server.app import ServerSettings, create_app
 
 SEGMENT, HEALTH = "/api/v1/segment", "/api/v1/health"
 MULTIPART = "multipart/form-data; boundary=b"
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_serve.py"
 
 
-def load_script():
-    """scripts/screenshot_serve.py, for its serve() helper: uvicorn on a free loopback port in a thread."""
-    spec = importlib.util.spec_from_file_location("screenshot_serve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-serve = load_script().serve
+serve = load_script("scripts/screenshot_serve.py").serve  # uvicorn on a free loopback port in a thread
 
 
 async def post_endless_upload(app, chunk: int = 65536, give_up: int = 64 * 2**20) -> tuple[list[dict], int]:
