@@ -11,15 +11,17 @@ the experts' mean geographic extent (0-8, each lung 0-4 by the share involved, s
 
 * **agreement**: mean absolute error, mean bias (ours - experts) and Pearson r of the total grade (0-8) and of the
   severity score (``SeverityFigures.severity_score``), as the library computes them; and of the severity score
-  *cross-validated by patient*: leave one patient out, refit the score's two constants on the other patients' films
-  (the same grid search as below), score the left-out patient's films. Those are the figures to quote: the shipped
+  *cross-validated by patient*: leave one patient out, refit the score's four constants on the other patients' films
+  (the same fit as below), score the left-out patient's films. Those are the figures to quote: the shipped
   constants were fitted on these very films. 95% intervals: percentile bootstrap over patients (2,000 resamples).
 * **where the disagreement comes from** (docs/severity.md): the veto (gated 'unknown' figures against 'positive',
   from the same run), the binning (the grade against the unbinned 4 x share), the grade thresholds (refitted,
   cross-validated), the lung masks (shares over each lung's convex hull, i.e. with the medial notch of the heart
   and the basal concavity counted as lung), the masks' extent (stage 2's pixel threshold swept at the model size),
   and with ``--covidqu`` the ground-truth masks of the films that are also in COVID-QU-Ex (found by image content).
-* **calibration**: the severity score's two constants fitted on all films (least mean absolute error on a grid),
+* **what the lungs' density adds**: the score without its density term (extent only, refitted), the density alone,
+  and another brightness measure (the lung's raw mean grey level) in its place, all cross-validated.
+* **calibration**: the severity score's four constants fitted on all films (``cxrseg.evaluation.severity_agreement``),
   to paste into ``src/cxrseg/inference/severity.py`` when a model changes, beside the ones it has.
 * the **per-film table**; and, unless ``--no-plots``, a scatter of ours against the experts and a Bland-Altman plot
   (PNG) written to ``--out`` as ``severity-scatter.png`` and ``severity-bland-altman.png``.
@@ -42,15 +44,15 @@ import numpy as np
 from cxrseg.data.io import read_xray
 from cxrseg.inference.pipeline import COVID_STATUSES, TwoStagePipeline, resize_batch
 from cxrseg.inference.postprocess import clean_infection, split_lungs
-from cxrseg.inference.severity import CALIBRATED_FOR, SCORE_POWER, SCORE_SCALE, grade, lung_score
+from cxrseg.evaluation.severity_agreement import (  # noqa: F401 - mae, bias, pearson: the tests reach them here
+    agreement, bias, bootstrap, cross_validate, features, fit_calibration, fit_rows, mae, pearson, score_rows, scores_of)
+from cxrseg.inference.severity import CALIBRATED_FOR, SCORE, ScoreCalibration, grade
 from cxrseg.models.store import read_card, shipped_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCORES = REPO.parent / "shared" / "severity"
-SCALES = np.round(np.arange(0.30, 1.0001, 0.01), 2)  # the calibration grid (see severity.py)
-POWERS = np.round(np.arange(0.30, 2.0001, 0.01), 2)
+POWERS = np.round(np.arange(0.30, 2.0001, 0.01), 2)  # grade thresholds at (k/4) ** (1/p)
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # stage 2 pixel thresholds for the extent sweep
-BOOTSTRAP = 2000
 
 
 class Film:
@@ -63,6 +65,8 @@ class Film:
         self.right_grade = self.left_grade = self.total_grade = 0
         self.score = 0.0  # the library's severity_score
         self.opacity = (0.0, 0.0)  # shares before any veto
+        self.density = (0.0, 0.0)  # each lung's density (percentile rank in the film, 0-1), as the library has it
+        self.brightness = (0.0, 0.0)  # each lung's mean grey level (model size): a density candidate
         self.probability: float | None = None  # P(COVID-19)
         self.vetoed_if_unknown = False  # P below the image threshold: 'unknown' would count no infection
         self.hull = (0.0, 0.0)  # shares over each lung's convex hull (model size ratio applied)
@@ -91,80 +95,7 @@ def read_scores(folder: Path) -> list[Film]:
     return films
 
 
-# -- agreement figures ---------------------------------------------------------------------------------------------
-def mae(ours, experts) -> float:
-    """Mean absolute error."""
-    return float(np.mean(np.abs(np.asarray(ours, float) - np.asarray(experts, float))))
-
-
-def bias(ours, experts) -> float:
-    """Mean difference, ours - experts (positive: we score higher)."""
-    return float(np.mean(np.asarray(ours, float) - np.asarray(experts, float)))
-
-
-def pearson(ours, experts) -> float:
-    """Pearson correlation; NaN when either side is constant."""
-    a, b = np.asarray(ours, float), np.asarray(experts, float)
-    a, b = a - a.mean(), b - b.mean()
-    d = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / d) if d > 0 else float("nan")
-
-
-def agreement(ours, experts) -> dict:
-    return {"mae": mae(ours, experts), "bias": bias(ours, experts), "r": pearson(ours, experts)}
-
-
-def bootstrap(ours, experts, groups, n: int = BOOTSTRAP, seed: int = 0) -> dict:
-    """95% percentile intervals of MAE, bias and r, resampling patients (all of a patient's films together)."""
-    ours, experts, groups = np.asarray(ours, float), np.asarray(experts, float), np.asarray(groups)
-    ids = np.unique(groups)
-    members = [np.flatnonzero(groups == g) for g in ids]
-    rng = np.random.default_rng(seed)
-    draws = {"mae": [], "bias": [], "r": []}
-    for _ in range(n):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
-        for k, v in agreement(ours[idx], experts[idx]).items():
-            draws[k].append(v)
-    out = {}
-    for k, v in draws.items():
-        v = np.asarray(v)[~np.isnan(v)]  # r is undefined on a draw where either side is constant
-        out[k] = tuple(np.percentile(v, [2.5, 97.5])) if len(v) else (float("nan"), float("nan"))
-    return out
-
-
-# -- the severity score's calibration -----------------------------------------------------------------------------
-def scores_grid(shares: np.ndarray, scales=SCALES, powers=POWERS) -> np.ndarray:
-    """(len(scales), len(powers), N) severity scores (unrounded) of (N, 2) per-lung shares."""
-    s = np.clip(np.asarray(shares, float).reshape(-1, 2), 0, 1)[None, None]  # (1, 1, N, 2)
-    p = np.asarray(powers, float)[None, :, None, None]  # all > 0, so a share of 0 scores 0
-    a = np.asarray(scales, float)[:, None, None, None]
-    return np.minimum((4 * a * s**p).sum(-1), 8.0)
-
-
-def fit_score(shares, experts, scales=SCALES, powers=POWERS) -> tuple[float, float]:
-    """(scale, power) with the least mean absolute error (ties: the least squared error, then the first)."""
-    pred = scores_grid(shares, scales, powers)
-    err = pred - np.asarray(experts, float)[None, None]
-    loss = np.abs(err).mean(-1) + 1e-6 * (err * err).mean(-1)
-    i, j = np.unravel_index(np.argmin(loss), loss.shape)
-    return float(scales[i]), float(powers[j])
-
-
-def score_of(shares, scale: float, power: float) -> np.ndarray:
-    """Severity scores (one decimal) of (N, 2) shares, as the library computes them."""
-    return np.array([round(min(8.0, lung_score(r, scale, power) + lung_score(l, scale, power)), 1) for r, l in shares])
-
-
-def cross_validate(features, experts, groups, fit, predict) -> np.ndarray:
-    """Leave-one-group-out predictions: for each group, ``fit(features_rest, experts_rest)`` then ``predict``."""
-    features, experts, groups = np.asarray(features, float), np.asarray(experts, float), np.asarray(groups)
-    out = np.zeros(len(experts))
-    for g in np.unique(groups):
-        test = groups == g
-        out[test] = predict(features[test], fit(features[~test], experts[~test]))
-    return out
-
-
+# -- other calibrations, for comparison -------------------------------------------------------------------------
 def fit_isotonic(shares, experts) -> tuple[np.ndarray, np.ndarray]:
     """A monotone (isotonic, least squares) map from the summed share to the score: its knots (x, y)."""
     from scipy.optimize import isotonic_regression
@@ -220,6 +151,7 @@ def model_size_figures(pipe: TwoStagePipeline, pixels: np.ndarray, film: Film) -
         kept = clean_infection(prob > t, lung, pipe.min_area)
         film.sweep[t] = tuple(float((kept & m).sum()) / m.sum() if m.any() else 0.0 for m in (right, left))
     film.soft = tuple(float(prob[m].mean()) if m.any() else 0.0 for m in (right, left))
+    film.brightness = tuple(float(small[0][m].mean()) if m.any() else 0.0 for m in (right, left))
 
 
 def run(pipe: TwoStagePipeline, films: list[Film], status: str, analyse: bool = True, progress: bool = True) -> None:
@@ -232,6 +164,7 @@ def run(pipe: TwoStagePipeline, films: list[Film], status: str, analyse: bool = 
         film.right_grade, film.left_grade, film.total_grade = f.right_grade, f.left_grade, f.total_grade
         film.score = float(f.severity_score)
         film.opacity = (o.right_infected_pct / 100, o.left_infected_pct / 100)
+        film.density = (f.right_lung_density, f.left_lung_density)
         film.probability = seg.infection_probability
         film.vetoed_if_unknown = (film.probability is not None and pipe.image_threshold is not None
                                   and film.probability < pipe.image_threshold)
@@ -295,10 +228,12 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
     shares = np.array([[f.right, f.left] for f in films])
     grades = np.array([f.total_grade for f in films])
     score = np.array([f.score for f in films])
-    cv = cross_validate(shares, y, groups, lambda s, e: fit_score(s, e), lambda s, p: score_of(s, *p))
+    dens = np.array([list(f.density) for f in films])
+    rows = features(shares, dens)
+    cv = cross_validate(rows, y, groups, fit_rows, score_rows)
     for f, v in zip(films, cv):
         f.cv_score = float(v)
-    scale, power = fit_score(shares, y)
+    cal = fit_calibration(shares, dens, y)
     n_pat = len(set(groups))
     lines = [
         f"{len(films)} films of {n_pat} patients; experts' mean geographic extent: mean {y.mean():.2f}, "
@@ -308,14 +243,14 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
         "| 95% CI MAE | 95% CI bias | 95% CI r |",
         "|---|---:|---:|---:|---:|---:|---:|",
         _row("total grade (as computed)", grades, y, _ci(bootstrap(grades, y, groups))),
-        _row(f"severity score (as computed: constants {SCORE_SCALE}, {SCORE_POWER}, "
+        _row("severity score (as computed: constants "
              + ("fitted on these films with these models)" if calibrated else "fitted for other models)"), score, y,
              _ci(bootstrap(score, y, groups))),
         _row("**severity score, cross-validated** (leave one patient out)", cv, y, _ci(bootstrap(cv, y, groups))),
         _row("4 x share, summed (no calibration, no bins)", 4 * shares.sum(1), y, " | | |"),
         "",
-        f"Calibration fitted on all {len(films)} films: SCORE_SCALE = {scale:.2f}, SCORE_POWER = {power:.2f} "
-        f"(severity.py has {SCORE_SCALE}, {SCORE_POWER}, fitted for "
+        f"Calibration fitted on all {len(films)} films: SCORE = {_cal(cal)} "
+        f"(severity.py has {_cal(SCORE)}, fitted for "
         + ("these models" if calibrated else f"other models: {CALIBRATED_FOR}; paste these in when these ship") + ").",
     ]
 
@@ -350,8 +285,7 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
     tp = cross_validate(shares, y, groups, fit_threshold_power, lambda s, p: _grades(s, p))
     add("thresholds", f"grade thresholds refitted (cv; on all films at (k/4)^(1/p), p = "
         f"{fit_threshold_power(shares, y):.2f})", tp)
-    cal_grade = cross_validate(shares, y, groups, lambda s, e: fit_score(s, e),
-                               lambda s, p: np.array([_int_score(r, l, *p) for r, l in s]))
+    cal_grade = cross_validate(rows, y, groups, fit_rows, lambda r, c: np.array([_int_score(x, c) for x in r]))
     add("thresholds", "per-lung grade = calibrated lung score rounded, at least 1 with any infection (cv)", cal_grade)
     hull = np.array([list(f.hull) for f in films])
     if hull.any():
@@ -359,15 +293,21 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
         add("lung masks", f"4 x share over each lung's convex hull (lung = {100 * ratio:.0f}% of its hull)",
             4 * hull.sum(1))
         add("lung masks", "severity score over the convex hull (cv)",
-            cross_validate(hull, y, groups, lambda s, e: fit_score(s, e), lambda s, p: score_of(s, *p)))
-    add("extent", "severity score, cross-validated (as above)", cv)
+            cross_validate(features(hull, dens), y, groups, fit_rows, score_rows))
+    add("density", "severity score, cross-validated (as above: extent and density)", cv)
+    extent_only = cross_validate(rows, y, groups, lambda r, e: fit_rows(r, e, use_density=False), score_rows)
+    add("density", "the same form without the density term (extent only, refitted, cv)", extent_only)
+    add("density", f"lung density alone (mean of the two lungs; r with the share {pearson(dens.mean(1), shares.sum(1)):.2f}"
+        "), mapped by least squares (cv)", cross_validate(dens.mean(1)[:, None], y, groups, _line, _on_line))
+    bright = np.array([list(f.brightness) for f in films])
+    if bright.any():
+        add("density", "the lungs' raw mean grey level in place of the density (model size, cv)",
+            cross_validate(features(shares, bright), y, groups, fit_rows, score_rows))
     full = (shares >= 0.9).all(1)
     if full.any():
         lines.append(f"| extent | saturation: {int(full.sum())} films with both lungs at least 90% marked; the experts "
                      f"scored them {y[full].min():.1f}-{y[full].max():.1f} (mean {y[full].mean():.1f}, SD "
                      f"{y[full].std():.1f}) | | | |")
-    add("extent", "the power alone, scale fixed at 1 (cv)", cross_validate(
-        shares, y, groups, lambda s, e: fit_score(s, e, scales=np.array([1.0])), lambda s, p: score_of(s, *p)))
     add("extent", "isotonic map of the summed share instead of the 2-constant curve (cv; one knot per film)",
         cross_validate(shares, y, groups, fit_isotonic, isotonic_of))
     if films[0].sweep:
@@ -377,11 +317,11 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
         for t in SWEEP:
             sw = np.array([list(f.sweep[t]) for f in films])
             add("extent", f"severity score at pixel threshold {t} (model size, cv)",
-                cross_validate(sw, y, groups, lambda s, e: fit_score(s, e), lambda s, p: score_of(s, *p)))
+                cross_validate(features(sw, dens), y, groups, fit_rows, score_rows))
         soft = np.array([list(f.soft) for f in films])
         add("extent", "4 x mean probability in each lung, no threshold (model size)", 4 * soft.sum(1))
         add("extent", "severity score of the mean probability (model size, cv)",
-            cross_validate(soft, y, groups, lambda s, e: fit_score(s, e), lambda s, p: score_of(s, *p)))
+            cross_validate(features(soft, dens), y, groups, fit_rows, score_rows))
     matched = [i for i, f in enumerate(films) if f.truth is not None]
     if matched:
         yt = y[matched]
@@ -398,9 +338,8 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
                      f"| {mae(4 * mine.sum(1), 4 * truth.sum(1)):.2f} | {bias(4 * mine.sum(1), 4 * truth.sum(1)):+.2f} "
                      f"| {pearson(4 * mine.sum(1), 4 * truth.sum(1)):.2f} |")
         gm = [groups[i] for i in matched]
-        fitted = (lambda s, e: fit_score(s, e)), (lambda s, p: score_of(s, *p))
         for label, sh in (("ground truth's", truth), ("our", mine)):
-            v = cross_validate(sh, yt, gm, *fitted)
+            v = cross_validate(features(sh, dens[matched]), yt, gm, fit_rows, score_rows)
             lines.append(f"| ground truth | the same films: severity score of {label} masks (cv within these films) "
                          f"| {mae(v, yt):.2f} | {bias(v, yt):+.2f} | {pearson(v, yt):.2f} |")
         full = (truth >= 0.999).sum()
@@ -409,21 +348,34 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
 
     # per film
     lines += ["", "| film | patient | experts | grade R+L | total | score | score (cv) | infected % R / L "
-              "| opacity % R / L | P(COVID-19) | vetoed if unknown | COVID-QU-Ex ground truth % R / L |",
-              "|---|---|---:|---|---:|---:|---:|---|---|---:|:---:|---|"]
+              "| opacity % R / L | P(COVID-19) | vetoed if unknown | COVID-QU-Ex ground truth % R / L | density R / L |",
+              "|---|---|---:|---|---:|---:|---:|---|---|---:|:---:|---|---|"]
     for f in sorted(films, key=lambda f: (f.expert, f.name)):
         p = "n/a" if f.probability is None else f"{f.probability:.3f}"
         gt = "" if f.truth is None else f"{100 * f.truth[0]:.0f} / {100 * f.truth[1]:.0f} ({f.truth_name})"
         lines.append(f"| {f.name} | {f.patient} | {f.expert:.1f} | {f.right_grade}+{f.left_grade} | {f.total_grade} "
                      f"| {f.score:.1f} | {f.cv_score:.1f} | {100 * f.right:.1f} / {100 * f.left:.1f} "
                      f"| {100 * f.opacity[0]:.1f} / {100 * f.opacity[1]:.1f} | {p} "
-                     f"| {'yes' if f.vetoed_if_unknown else 'no'} | {gt} |")
+                     f"| {'yes' if f.vetoed_if_unknown else 'no'} | {gt} | {f.density[0]:.3f} / {f.density[1]:.3f} |")
     return "\n".join(lines) + "\n", {"experts": y, "grade": grades, "cv": cv}
 
 
-def _int_score(right: float, left: float, scale: float, power: float) -> int:
-    """A total grade from the calibrated lung scores: each rounded, at least 1 for any infection."""
-    return sum(0 if s <= 0 else max(1, int(round(lung_score(s, scale, power)))) for s in (right, left))
+def _int_score(row, cal: ScoreCalibration) -> int:
+    """A total grade from the calibrated lung scores of one features row: each rounded, at least 1 for any infection."""
+    return sum(0 if s <= 0 else max(1, int(round(cal.lung_score(s, d)))) for s, d in ((row[0], row[2]), (row[1], row[3])))
+
+
+def _cal(c: ScoreCalibration) -> str:
+    return (f"ScoreCalibration(extent={c.extent:.2f}, power={c.power:.2f}, density={c.density:.2f}, "
+            f"offset={c.offset:.2f})")
+
+
+def _line(x, y):
+    return np.polyfit(np.asarray(x, float)[:, 0], y, 1)
+
+
+def _on_line(x, coef):
+    return np.clip(np.polyval(coef, np.asarray(x, float)[:, 0]), 0, 8)
 
 
 def plots(figs: dict, out: Path, title: str) -> list[Path]:

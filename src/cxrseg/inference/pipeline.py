@@ -24,9 +24,9 @@ from cxrseg.data.normalize import normalize_input
 from cxrseg.data.roi import crop_resize, lung_box, paste_back
 from cxrseg.errors import CxrsegError
 from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, choose, run_batched
-from cxrseg.inference.postprocess import clean_infection, clean_lung
+from cxrseg.inference.postprocess import clean_infection, clean_lung, split_lungs
 from cxrseg.inference.result import Segmentation
-from cxrseg.inference.severity import severity
+from cxrseg.inference.severity import lung_densities, severity
 from cxrseg.models.factory import ModelConfig
 from cxrseg.models.store import load_model, read_card, shipped_weights
 
@@ -200,6 +200,8 @@ class TwoStagePipeline:
             lung = clean_lung(lung_p > self.lung_threshold)
             opacity = (inf_p > self.infection_threshold) & lung
             infection = np.zeros_like(opacity) if out.vetoed[i] else opacity
+            density = lung_densities(small[i], out.lung[i])  # at the model size: the same for any input size
+            sides = split_lungs(lung)
             unc = score = None
             if out.uncertainty is not None:
                 unc = resize_batch(out.uncertainty[i][None], (h, w))[0]
@@ -209,9 +211,9 @@ class TwoStagePipeline:
                     source=x.source,
                     lung=lung,
                     infection=infection,
-                    figures=severity(lung, infection),
+                    figures=severity(lung, infection, density, sides),
                     opacity=opacity,
-                    opacity_figures=severity(lung, opacity),
+                    opacity_figures=severity(lung, opacity, density, sides),
                     covid_status=status,
                     image_threshold=self.image_threshold,
                     infection_probability=None if out.image_prob is None else float(out.image_prob[i]),

@@ -22,6 +22,8 @@ CSV_FIELDS = (
     "right_grade",
     "left_grade",
     "total_grade",
+    "right_lung_density",
+    "left_lung_density",
     "severity_score",
     "infection_probability",
     "covid_status",

@@ -3,18 +3,22 @@
 Grade per lung by infected share: 0 none, 1 under 25%, 2 25-50%, 3 50-75%, 4 75% and over; total 0-8. These are
 the share of the segmented lung that the mask covers, binned: a description of the mask.
 
-The **severity score** (0-8, one decimal) is the mask's estimate of the radiologists' *geographic extent* score
-(Wong et al. 2020; Cohen et al. 2020: each lung 0-4 by the share involved, summed, as a mean of raters), so it is
-read on their scale rather than as a share of the mask. Per lung, with ``s`` the infected share in [0, 1]::
+The **severity score** (0-8, one decimal) estimates the radiologists' *geographic extent* score (Wong et al. 2020;
+Cohen et al. 2020: each lung 0-4 by the share involved by ground-glass opacity or consolidation, summed, as a mean of
+raters), so it is read on their scale rather than as a share of the mask. Per lung, with ``s`` the infected share in
+[0, 1] and ``d`` the lung's *density*::
 
-    lung score = 4 * SCORE_SCALE * s ** SCORE_POWER          (0 when s = 0; at most 4 * SCORE_SCALE <= 4)
+    lung score = clip(EXTENT * s ** POWER + DENSITY * d + OFFSET, 0, 4)     (0 when s = 0)
     severity_score = round(right lung score + left lung score, 1)
 
-It is 0 with no infection, rises with either lung's share, and is bounded by 8. The two constants were fitted to
-radiologists' scores (below; docs/severity.md): the scale undoes how generously the masks mark a lung compared with
-how radiologists rate it (and the half grade per lung that binning adds: 30% is grade 2, 4 x 0.3 = 1.2), the power
-below 1 lifts small shares (the models mark only part of diffuse disease). The integer grades stay the plain bins
-of the share, a description of the mask; the score is the figure to compare with a radiologist's.
+The density ``d`` is the mean percentile rank of the lung's pixels among all the film's pixels (the lung's mean on
+the histogram-equalised film, 0-1): aerated lung is among the darkest of a film, opacified lung is not. It is
+unchanged by any monotone tone curve (gamma, contrast window, equalisation), so it reads the same across scanners,
+and it carries what the mask's extent cannot: how dense the marked lung is. The masks mark whole lungs on films the
+radiologists scored anywhere from 0 to 8, and there the extent alone cannot tell them apart. The four constants
+were fitted to radiologists' scores (below; docs/severity.md). A lung the mask does not mark scores 0, whatever its
+density. The integer grades stay the plain bins of the share, a description of the mask; the score is the figure
+to compare with a radiologist's.
 
 Right and left follow the radiological convention (the patient's right lung is on the image's left).
 """
@@ -25,22 +29,39 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cxrseg.data.normalize import equalize
 from cxrseg.inference.postprocess import split_lungs
 
-# Calibration of the severity score against radiologists' geographic extent (0-8): 41 frontal films of 31 COVID-19
-# patients, each scored by three blinded radiologists (Cohen et al. 2020; ../shared/severity, never shipped nor used to
-# train). Fitted by
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """The severity score's four constants (module docstring): per lung
+    ``clip(extent * share ** power + density * lung_density + offset, 0, 4)``, 0 for an unmarked lung."""
+
+    extent: float
+    power: float
+    density: float
+    offset: float
+
+    def lung_score(self, share: float, lung_density: float) -> float:
+        """One lung's score, 0-4 (unrounded)."""
+        s = min(max(float(share), 0.0), 1.0)
+        if s <= 0:
+            return 0.0
+        return min(max(self.extent * s**self.power + self.density * float(lung_density) + self.offset, 0.0), 4.0)
+
+
+# Calibration against radiologists' geographic extent (0-8): 41 frontal films of 31 COVID-19 patients, each scored by
+# three blinded radiologists (Cohen et al. 2020; ../shared/severity, never shipped nor used to train). Fitted by
 #     python benchmarks/severity.py --covidqu ../shared/data/COVID-QU-Ex     (covid_status 'positive')
-# which segments the films with the models named in CALIBRATED_FOR and picks the pair with the least mean absolute
-# error over all 41 films on a grid (SCORE_SCALE 0.30-1.00, SCORE_POWER 0.30-2.00, steps 0.01). The figures quoted for
-# the score (docs/severity.md, README) are cross-validated by patient: leave one patient out, refit on the rest,
-# score the left-out patient's films. The score is computed from the models' masks, so the constants belong to the
-# models: refit when either model or stage 2's pixel threshold changes (the script prints the new pair and says
-# whether CALIBRATED_FOR matches the models it ran): the models shipped at commit 9fea76b (stage 1 of 2026-11-23,
-# stage 2 of 2026-11-26). Scale 0.72 caps a lung at 2.9 and a film at 5.8: these models mark whole lungs on films the
-# radiologists scored anywhere from 0 to 8 (mean 4.8), so a whole-lung mask is best read as about 5.8.
-SCORE_SCALE = 0.72
-SCORE_POWER = 0.63
+# which segments the films with the models named in CALIBRATED_FOR and fits the four constants for the least mean
+# absolute error over all 41 films (cxrseg.evaluation.severity_fit: an exact least-absolute-deviations fit of
+# extent, density and offset for each power on a grid). The figures quoted for the score (docs/severity.md, README)
+# are cross-validated by patient: leave one patient out, refit on the rest, score the left-out patient's films. The
+# shares come from the models' masks, so the constants belong to the models: refit when either model or stage 2's
+# pixel threshold changes (the script prints the new constants and says whether CALIBRATED_FOR matches the models
+# it ran).
+SCORE = ScoreCalibration(extent=2.04, power=0.69, density=9.04, offset=-2.07)
 CALIBRATED_FOR = "lung sha256 f4e304ee52ee, infection sha256 d3c345c74a6b, pixel threshold 0.2, min area 100"
 
 
@@ -57,22 +78,28 @@ def grade(share: float) -> int:
     return 4
 
 
-def lung_score(share: float, scale: float = SCORE_SCALE, power: float = SCORE_POWER) -> float:
-    """One lung's calibrated score, 0 to ``4 * min(scale, 1)``, from its infected share in [0, 1] (unrounded)."""
-    s = min(max(float(share), 0.0), 1.0)
-    return 4.0 * min(max(scale, 0.0), 1.0) * s**power if s > 0 else 0.0
+def severity_score(right_share: float, left_share: float, right_density: float, left_density: float,
+                   calibration: ScoreCalibration = SCORE) -> float:
+    """The severity score 0-8 (one decimal) from each lung's infected share and density: module docstring."""
+    total = calibration.lung_score(right_share, right_density) + calibration.lung_score(left_share, left_density)
+    return round(min(8.0, total), 1)
 
 
-def severity_score(right_share: float, left_share: float, scale: float = SCORE_SCALE,
-                   power: float = SCORE_POWER) -> float:
-    """The severity score 0-8 (one decimal) from the two lungs' infected shares: see the module docstring."""
-    return round(min(8.0, lung_score(right_share, scale, power) + lung_score(left_share, scale, power)), 1)
+def lung_densities(image: np.ndarray, lung: np.ndarray) -> tuple[float, float]:
+    """(right, left) lung density: the mean percentile rank of each lung's pixels among the film's (0-1; 0 for a
+    missing lung). ``image`` is (H, W) in [0, 1] and ``lung`` a bool mask of the same size; any size works (the
+    pipeline uses the model-size image, where it costs nothing)."""
+    if image.shape != lung.shape:
+        raise ValueError(f"image {image.shape} and lung mask {lung.shape} differ in size")
+    eq = equalize(np.asarray(image, np.float32))
+    return tuple(float(eq[m].mean()) if m.any() else 0.0 for m in split_lungs(lung))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class SeverityFigures:
-    """Pixel areas at the input image's size, infected percentages (0-100), grades (0-4 per lung, 0-8 total) and
-    ``severity_score``: the continuous 0-8 estimate of radiologists' geographic extent score (module docstring)."""
+    """Pixel areas at the input image's size, infected percentages (0-100), grades (0-4 per lung, 0-8 total), each
+    lung's density (0-1) and ``severity_score``: the continuous 0-8 estimate of radiologists' geographic extent
+    score (module docstring)."""
 
     lung_area_px: int
     right_lung_area_px: int
@@ -84,6 +111,8 @@ class SeverityFigures:
     right_grade: int
     left_grade: int
     total_grade: int
+    right_lung_density: float
+    left_lung_density: float
     severity_score: float
 
     def to_dict(self) -> dict:
@@ -95,8 +124,11 @@ def _share(inf: np.ndarray, lung: np.ndarray) -> float:
     return float((inf & lung).sum()) / area if area else 0.0
 
 
-def severity(lung: np.ndarray, infection: np.ndarray) -> SeverityFigures:
-    right, left = split_lungs(lung)
+def severity(lung: np.ndarray, infection: np.ndarray, density: tuple[float, float],
+             sides: tuple[np.ndarray, np.ndarray] | None = None) -> SeverityFigures:
+    """The figures of one film from its lung and infection masks (same size) and its (right, left) lung density
+    (:func:`lung_densities`). ``sides``: ``split_lungs(lung)`` when the caller has it already."""
+    right, left = split_lungs(lung) if sides is None else sides
     rs, ls = _share(infection, right), _share(infection, left)
     rg, lg = grade(rs), grade(ls)
     return SeverityFigures(
@@ -110,5 +142,7 @@ def severity(lung: np.ndarray, infection: np.ndarray) -> SeverityFigures:
         right_grade=rg,
         left_grade=lg,
         total_grade=rg + lg,
-        severity_score=severity_score(rs, ls),
+        right_lung_density=round(float(density[0]), 3),
+        left_lung_density=round(float(density[1]), 3),
+        severity_score=severity_score(rs, ls, *density),
     )

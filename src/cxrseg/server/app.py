@@ -150,6 +150,9 @@ class Figures(BaseModel):
     right_grade: int = Field(description="0 none, 1 under 25%, 2 25-50%, 3 50-75%, 4 75% and over")
     left_grade: int
     total_grade: int = Field(description="right + left grade, 0-8")
+    right_lung_density: float = Field(
+        description="mean percentile rank of the lung's pixels in the film, 0-1 (opacified lung is brighter)")
+    left_lung_density: float
     severity_score: float = Field(
         description="continuous 0-8 estimate of radiologists' geographic extent score, one decimal (docs/severity.md)")
     infection_probability: float | None = Field(
