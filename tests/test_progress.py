@@ -159,3 +159,22 @@ def test_predict_quiet_prints_only_the_summary(tiny_models, synthetic_root, tmp_
     assert result.stdout.splitlines() == [f"3 segmented, 0 already done, 1 failed -> {tmp_path / 'out'}"]
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
         f"1 file(s) could not be read; see {tmp_path / 'out'}/failed*.csv"]
+
+
+def test_iterate_yields_everything_and_prints_plain_lines_with_the_postfix():
+    import io
+
+    from cxrseg.progress import ProgressReporter
+
+    stream = io.StringIO()
+    rep = ProgressReporter("train epoch 1/3", unit="batch", stream=stream)
+    seen = []
+    for i in rep.iterate(range(20)):
+        seen.append(i)
+        rep.display.set_postfix(f"loss={1 / (i + 1):.4f}")
+    assert seen == list(range(20))
+    text = stream.getvalue()
+    assert "\r" not in text and text.startswith("train epoch 1/3: 20 batch to do\n")
+    assert "20/20 batch (100%)" in text and text.rstrip().endswith("loss=0.0500")
+    quiet = io.StringIO()
+    assert list(ProgressReporter("x", stream=quiet, quiet=True).iterate([1, 2])) == [1, 2] and quiet.getvalue() == ""

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from cxrseg.errors import CxrsegError
+from cxrseg.progress import ProgressReporter
 
 app = typer.Typer(
     add_completion=False,
@@ -154,7 +155,6 @@ def predict(
     """
     from cxrseg.inference.batch import predict_files
     from cxrseg.inference.pipeline import COVID_STATUSES
-    from cxrseg.progress import ProgressReporter
 
     if covid_status not in COVID_STATUSES:
         _fail(f"--covid-status must be one of {', '.join(COVID_STATUSES)}, not {covid_status!r}")
@@ -244,13 +244,11 @@ def evaluate(
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
-    from tqdm.auto import tqdm
-
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
     from cxrseg.evaluation.report import markdown, write_report
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
-    run = run_evaluation(pipe, data, split, max_images, progress=lambda it: tqdm(it, desc=f"evaluate {split}", unit="batch"))
+    run = run_evaluation(pipe, data, split, max_images, progress=ProgressReporter(f"evaluate {split}", unit="batch").iterate)
     paths = write_report(run, out)
     typer.echo(markdown(run.metrics))
     typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['per_image']}")
@@ -267,12 +265,10 @@ def tune(
     tta: Annotated[bool, typer.Option(help="tune for flip TTA: stored apart, used by --tta runs")] = False,
 ) -> None:
     """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card."""
-    from tqdm.auto import tqdm
-
     from cxrseg.evaluation.tune import tune_infection, write_thresholds
 
     pipe = _pipeline(lung_model, infection_model, "torch", "auto", tta, 32)
-    result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=lambda it: tqdm(it, desc="tune"))
+    result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=ProgressReporter("tune", unit="setting").iterate)
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
     typer.echo("|---:|---:|---:|---:|---:|---:|---:|")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 
 def is_terminal(stream: IO[str]) -> bool:
@@ -47,6 +49,7 @@ class LineProgress:
         self.start = self.last_time = clock()
         self.last_n = 0
         self.closed = False
+        self.postfix = ""  # e.g. "loss=0.4321": appended to each line
         self._line(f"{desc}: {total} {unit} to do")
 
     def _line(self, text: str) -> None:
@@ -62,7 +65,7 @@ class LineProgress:
             text += f", {rate:.2f} {self.unit}/s"
             if self.n < self.total:
                 text += f", about {duration((self.total - self.n) / rate)} left"
-        return text
+        return text + (f", {self.postfix}" if self.postfix else "")
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -75,6 +78,9 @@ class LineProgress:
 
     def write(self, message: str) -> None:
         self._line(message)
+
+    def set_postfix(self, text: str) -> None:
+        self.postfix = text
 
     def close(self) -> None:
         if not self.closed and self.n != self.last_n:
@@ -99,6 +105,9 @@ class _TqdmProgress:
     def write(self, message: str) -> None:
         self._tqdm.write(message, file=self.stream)
 
+    def set_postfix(self, text: str) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+
     def close(self) -> None:
         self.bar.close()
 
@@ -108,6 +117,9 @@ class _Silent:
         pass
 
     def write(self, message: str) -> None:
+        pass
+
+    def set_postfix(self, text: str) -> None:
         pass
 
     def close(self) -> None:
@@ -140,6 +152,17 @@ class ProgressReporter:
         else:
             self.display = LineProgress(total, self.desc, self.unit, self.stream, self.every_pct, self.every_s)
         return self.display
+
+    def iterate(self, items: Iterable[T], total: int | None = None) -> Iterator[T]:
+        """Yield ``items``, showing progress (``total``: ``len(items)`` when not given); closes the display at the
+        end. ``set_postfix`` on :attr:`display` adds a status (e.g. the running loss) to the bar or lines."""
+        display = self.start(len(items) if total is None else total)  # type: ignore[arg-type]
+        try:
+            for item in items:
+                yield item
+                display.update(1)
+        finally:
+            display.close()
 
     def skipped(self, item: str, why: str) -> None:
         self.message(f"skipped {item}: {why}")

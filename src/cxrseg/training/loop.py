@@ -26,7 +26,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from cxrseg._atomic import atomic_path, atomic_write_text, remove_stale_temps
 from cxrseg.data.covidqu import LUNG_PART, find_dataset, require_samples, stratified_subset
@@ -37,6 +36,7 @@ from cxrseg.evaluation.metrics import Counts, detection, summarize
 from cxrseg.inference.backends import TorchBackend, bf16_supported, resolve_device
 from cxrseg.inference.postprocess import clean_lung
 from cxrseg.models.factory import SegNet, build_model, split_outputs
+from cxrseg.progress import ProgressReporter
 from cxrseg.models.store import default_card, load_model, save_model, shipped_weights, weights_digest
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
@@ -88,6 +88,11 @@ def predicted_lung_roi(
     return out
 
 
+def say(text: str) -> None:
+    """One line on stderr (never a redraw): transfers, resumes, the time budget, each epoch's summary."""
+    ProgressReporter("train").message(text)
+
+
 def _crops(cfg: TrainConfig) -> bool:
     return cfg.stage == "infection" and cfg.model.roi_margin is not None
 
@@ -97,7 +102,7 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, show: bool) -> 
     part = "infection" if cfg.stage == "infection" else ("lung" if (cfg.data / LUNG_PART).is_dir() else "auto")
     index = find_dataset(cfg.data, part=part, splits=(split,))
     samples = stratified_subset(require_samples(index, (split,), cfg.stage), limit, cfg.seed)
-    bar = (lambda it: tqdm(it, desc=f"load {split}", unit="img", leave=False)) if show else None
+    bar = ProgressReporter(f"load {split}", unit="img").iterate if show else None
     return load_arrays(samples, DATA_SIZE if _crops(cfg) else cfg.size, progress=bar)
 
 
@@ -209,7 +214,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     if cfg.init_from is not None:
         ancestry = _transfer(model, cfg.init_from)
         if show:
-            tqdm.write(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
+            say(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
     lung_path = cfg.lung_model or shipped_weights("lung")
     lung_model, lung_card = load_model(lung_path) if cfg.stage == "infection" and cfg.roi == "predicted" else (None, {})
 
@@ -297,9 +302,9 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         if rng is not None:
             torch.set_rng_state(rng)
         if show and start_epoch >= planned:
-            tqdm.write(f"resumed from {last}: all {planned} epochs already done")
+            say(f"resumed from {last}: all {planned} epochs already done")
         elif show:
-            tqdm.write(f"resumed from {last}: continuing at epoch {start_epoch + 1}/{planned}")
+            say(f"resumed from {last}: continuing at epoch {start_epoch + 1}/{planned}")
 
     epoch = start_epoch
     while epoch < planned:
@@ -309,8 +314,8 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             sampler.set_epoch(epoch)
         totals = {"loss": 0.0, "seg_loss": 0.0, "cls_loss": 0.0}
         n_batches = 0
-        bar = tqdm(train_loader, desc=f"{cfg.stage} epoch {epoch + 1}/{planned}", unit="batch", disable=not show)
-        for batch in bar:
+        shown = ProgressReporter(f"{cfg.stage} epoch {epoch + 1}/{planned}", unit="batch", quiet=not show)
+        for batch in shown.iterate(train_loader):
             x, y = batch["image"].to(device, non_blocking=True), batch["mask"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 seg, cls = split_outputs(net(x))
@@ -327,7 +332,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             totals["loss"] += loss.item()
             totals["seg_loss"] += ls.item()
             totals["cls_loss"] += lc.item()
-            bar.set_postfix(loss=f"{totals['loss'] / n_batches:.4f}")
+            shown.display.set_postfix(f"loss={totals['loss'] / n_batches:.4f}")
         # Mean training losses over every rank's batches.
         *sums, n_all = ddp.sum_floats([*totals.values(), float(n_batches)], info)
         row = {"epoch": epoch + 1, **{k: v / max(n_all, 1) for k, v in zip(totals, sums)}}
@@ -345,7 +350,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
                     for _ in range(steps_per_epoch):
                         scheduler.step()
                 if show:
-                    tqdm.write(f"time budget {cfg.time_budget_s:.0f} s at {row['seconds']} s/epoch: {planned} epochs")
+                    say(f"time budget {cfg.time_budget_s:.0f} s at {row['seconds']} s/epoch: {planned} epochs")
         row["planned_epochs"] = planned
         history.append(row)
         metric = row["val_dice_mean"]  # the same on every rank: validation is gathered
@@ -387,7 +392,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
                 )
             _write_logs(cfg.out, history)
             summary = ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "lr")
-            tqdm.write(f"epoch {epoch + 1}/{planned}: {summary}" + (" (best)" if best_epoch == epoch + 1 else ""))
+            say(f"epoch {epoch + 1}/{planned}: {summary}" + (" (best)" if best_epoch == epoch + 1 else ""))
         ddp.barrier(info)
         epoch += 1
     return FitResult(best_path, best, best_epoch, history)
