@@ -113,6 +113,8 @@ LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 w
 InfectionOpt = Annotated[Optional[Path], typer.Option("--infection-model", help="stage-2 weights (default: shipped)")]
 BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (torch bf16 where the CPU/GPU has bf16, else onnxruntime on CPU when installed)")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 with --backend auto where supported), bf16 (torch) or fp32 (the reference)")]
+BordersOpt = Annotated[bool, typer.Option("--crop-borders/--keep-borders",
+                                          help="run the models inside flat edge bands (collimation, padding) only")]
 
 
 @app.command()
@@ -148,6 +150,7 @@ def predict(
     dicom_seg: Annotated[bool, typer.Option("--dicom-seg", help="also write STEM_seg.dcm, a DICOM SEG, for each DICOM input")] = False,
     covid_status: Annotated[str, typer.Option(help="unknown (the model judges COVID-19-likeness) or positive "
                                                    "(confirmed: no veto, grades from the opacity alone)")] = "unknown",
+    crop_borders: BordersOpt = True,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -159,7 +162,7 @@ def predict(
     if covid_status not in COVID_STATUSES:
         _fail(f"--covid-status must be one of {', '.join(COVID_STATUSES)}, not {covid_status!r}")
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
-    pipe.covid_status = covid_status
+    pipe.covid_status, pipe.crop_borders = covid_status, crop_borders
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers,
@@ -242,12 +245,14 @@ def evaluate(
     batch_size: int = 16,
     tta: bool = False,
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
+    crop_borders: BordersOpt = True,
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
     from cxrseg.evaluation.report import markdown, write_report
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
+    pipe.crop_borders = crop_borders
     run = run_evaluation(pipe, data, split, max_images, progress=ProgressReporter(f"evaluate {split}", unit="batch").iterate)
     paths = write_report(run, out)
     typer.echo(markdown(run.metrics))

@@ -200,3 +200,25 @@ def test_confirmed_positive_skips_the_veto(pipeline, few_xrays, monkeypatch):
     assert pipeline.covid_status == "unknown"  # a per-call choice does not stick
     with pytest.raises(CxrsegError, match="COVID-19 status"):
         pipeline.predict(few_xrays, covid_status="maybe")
+
+
+def test_flat_borders_are_cut_before_the_models_and_the_masks_pasted_back(pipeline, val_samples, val_xrays):
+    """A film padded with black bands gives the unpadded film's masks, in place, and nothing in the bands."""
+    x = val_xrays[0]
+    h, w = x.size
+    padded = np.zeros((h + 60, w + 30), np.float32)
+    padded[40 : 40 + h, 10 : 10 + w] = x.pixels
+    seg = pipeline.predict([XRay(padded, "padded")])[0]
+    plain = pipeline.predict([x])[0]
+    assert seg.lung.shape == padded.shape
+    assert not seg.lung[:40].any() and not seg.lung[:, :10].any() and not seg.lung[40 + h :].any()
+    inner = seg.lung[40 : 40 + h, 10 : 10 + w]
+    assert dice(inner, plain.lung) > 0.98
+    assert seg.figures.severity_score == pytest.approx(plain.figures.severity_score, abs=0.3)
+    pipeline.crop_borders = False
+    try:
+        uncut = pipeline.predict([XRay(padded, "padded")])[0]
+    finally:
+        pipeline.crop_borders = True
+    assert uncut.lung.shape == padded.shape  # the switch works; the models then see the bands too
+    assert abs(uncut.figures.right_lung_density - seg.figures.right_lung_density) > 0.01  # the bands shift ranks

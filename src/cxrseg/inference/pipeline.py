@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrseg.data.borders import content_box
 from cxrseg.data.dataset import stage2_input
 from cxrseg.data.io import XRay, read_xray
 from cxrseg.data.normalize import normalize_input
@@ -67,6 +68,7 @@ class TwoStagePipeline:
         tta: bool = False,
         batch_size: int = 8,
         covid_status: str = "unknown",
+        crop_borders: bool = True,
     ) -> None:
         if covid_status not in COVID_STATUSES:
             raise CxrsegError(f"unknown COVID-19 status {covid_status!r}; use one of {', '.join(COVID_STATUSES)}")
@@ -79,6 +81,7 @@ class TwoStagePipeline:
         self.infection_config = ModelConfig.from_dict(infection_card.get("architecture", {}))
         self.tta = tta
         self.batch_size = batch_size
+        self.crop_borders = crop_borders  # run on the content inside flat edge bands (cxrseg.data.borders)
         self.lung_threshold = float(lung_card.get("threshold", 0.5))
         # TTA averages two predictions, which shifts the probabilities: its own tuned decision, where the card has one.
         decision = infection_card.get("tta", infection_card) if tta else infection_card
@@ -103,6 +106,7 @@ class TwoStagePipeline:
         threads: int | None = None,
         precision: str = "auto",
         covid_status: str = "unknown",
+        crop_borders: bool = True,
     ) -> TwoStagePipeline:
         """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto', in 'fp32', 'bf16'
         or 'auto' precision.
@@ -119,7 +123,8 @@ class TwoStagePipeline:
             backends = [TorchBackend(load_model(p)[0], device, precision=precision) for p in paths]
         else:
             backends = [OnnxBackend(onnx_path_for(p), threads=threads) for p in paths]
-        return cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status)
+        return cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status,
+                   crop_borders=crop_borders)
 
     # -- model-size core, shared by predict() and evaluation -------------------------------------
     def _probs(self, backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -186,17 +191,21 @@ class TwoStagePipeline:
 
         ``covid_status`` ('unknown' or 'positive'; default: the pipeline's) says what the user knows: for a
         confirmed COVID-19 patient the image-level veto is skipped and the grades come from the opacity alone.
+        With ``crop_borders`` the models see only the content inside flat bands at the film's edges
+        (collimation, padding); the masks come back at the full size, empty in the bands.
         """
         if not xrays:
             return []
         status = self._status(covid_status)
         s = (self.size, self.size)
-        small = np.stack([resize_batch(x.pixels[None], s)[0] for x in xrays]).astype(np.float32)
+        boxes = [content_box(x.pixels) if self.crop_borders else (0, x.size[0], 0, x.size[1]) for x in xrays]
+        small = np.stack([resize_batch(x.pixels[None, t:b, le:r], s)[0]
+                          for x, (t, b, le, r) in zip(xrays, boxes)]).astype(np.float32)
         out = self.run_model_size(small, status)
         results = []
         for i, x in enumerate(xrays):
             h, w = x.size
-            lung_p, inf_p = resize_batch(np.stack([out.lung_prob[i], out.infection_prob[i]]), (h, w))
+            lung_p, inf_p = _to_full(np.stack([out.lung_prob[i], out.infection_prob[i]]), boxes[i], (h, w))
             lung = clean_lung(lung_p > self.lung_threshold)
             opacity = (inf_p > self.infection_threshold) & lung
             infection = np.zeros_like(opacity) if out.vetoed[i] else opacity
@@ -204,7 +213,7 @@ class TwoStagePipeline:
             sides = split_lungs(lung)
             unc = score = None
             if out.uncertainty is not None:
-                unc = resize_batch(out.uncertainty[i][None], (h, w))[0]
+                unc = _to_full(out.uncertainty[i][None], boxes[i], (h, w))[0]
                 score = float(unc[lung].mean()) if lung.any() else 0.0
             results.append(
                 Segmentation(
@@ -230,6 +239,17 @@ class TwoStagePipeline:
         elif isinstance(image, np.ndarray):
             image = XRay(np.asarray(image, np.float32), "<array>")
         return self.predict([image])[0]
+
+
+def _to_full(maps: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """(C, S, S) model-size maps of the content box, resized to the box and placed in zeros of the full ``shape``."""
+    t, b, le, r = box
+    inner = resize_batch(maps, (b - t, r - le))
+    if (b - t, r - le) == tuple(shape):
+        return inner
+    full = np.zeros((len(maps), *shape), inner.dtype)
+    full[:, t:b, le:r] = inner
+    return full
 
 
 def onnx_path_for(weights: Path) -> Path:
