@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--update-cards", action="store_true")
     a = ap.parse_args(argv)
 
-    from tqdm.auto import tqdm
+    from cxrseg.progress import ProgressReporter
 
     from cxrseg._atomic import atomic_write_text
     from cxrseg.evaluation.evaluate import evaluate
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     from cxrseg.models.store import card_path, read_card, shipped_weights
 
     pipe = TwoStagePipeline.from_pretrained(a.lung, a.infection, backend=a.backend, tta=a.tta, batch_size=16)
-    run = evaluate(pipe, a.data, a.split, progress=lambda it: tqdm(it, desc=f"evaluate {a.split}", unit="batch"))
+    run = evaluate(pipe, a.data, a.split, progress=ProgressReporter(f"evaluate {a.split}", unit="batch").iterate)
     write_report(run, a.out)
     print(markdown(run.metrics))
     print("### Against the targets of issue #11 and the published figures (theirs in their own convention)\n")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cxrseg.data.covidqu import find_dataset, require_samples
 from cxrseg.data.dataset import load_arrays
 from cxrseg.inference.pipeline import TwoStagePipeline
+from cxrseg.progress import ProgressReporter
 
 
 def coverage(infection: np.ndarray, lung: np.ndarray) -> dict[str, float | int]:
@@ -39,12 +39,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     index = find_dataset(args.data, part="infection", splits=(args.split,), classes=("COVID-19",))
-    bundle = load_arrays(require_samples(index, (args.split,)), progress=lambda s: tqdm(s, desc="read", unit="img"))
+    bundle = load_arrays(require_samples(index, (args.split,)), progress=ProgressReporter("read", unit="img").iterate)
     pipe = TwoStagePipeline.from_pretrained()
     images = bundle.images.astype(np.float32) / 255.0
     lungs = [
         pipe.lungs(images[i : i + args.batch_size])[1]
-        for i in tqdm(range(0, len(images), args.batch_size), desc="stage 1", unit="batch")
+        for i in ProgressReporter("stage 1", unit="batch").iterate(range(0, len(images), args.batch_size))
     ]
     c = coverage(bundle.infections, np.concatenate(lungs))
     print(f"| COVID-19 {args.split} images | infection pixels inside predicted lungs (pooled) "
