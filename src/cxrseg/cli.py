@@ -114,7 +114,8 @@ InfectionOpt = Annotated[Optional[Path], typer.Option("--infection-model", help=
 BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (torch bf16 where the CPU/GPU has bf16, else onnxruntime on CPU when installed)")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 with --backend auto where supported), bf16 (torch) or fp32 (the reference)")]
 BordersOpt = Annotated[bool, typer.Option("--crop-borders/--keep-borders",
-                                          help="run the models inside flat edge bands (collimation, padding) only")]
+                                          help="run the models inside flat edge bands (collimation, padding) only "
+                                               "(off by default: see docs/experiments.md)")]
 
 
 @app.command()
@@ -150,7 +151,7 @@ def predict(
     dicom_seg: Annotated[bool, typer.Option("--dicom-seg", help="also write STEM_seg.dcm, a DICOM SEG, for each DICOM input")] = False,
     covid_status: Annotated[str, typer.Option(help="unknown (the model judges COVID-19-likeness) or positive "
                                                    "(confirmed: no veto, grades from the opacity alone)")] = "unknown",
-    crop_borders: BordersOpt = True,
+    crop_borders: BordersOpt = False,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -245,7 +246,7 @@ def evaluate(
     batch_size: int = 16,
     tta: bool = False,
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
-    crop_borders: BordersOpt = True,
+    crop_borders: BordersOpt = False,
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation

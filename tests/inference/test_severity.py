@@ -151,3 +151,18 @@ def test_lung_density_is_the_lungs_percentile_rank_and_ignores_tone_curves():
     assert lung_densities(image, np.zeros_like(lung)) == (0.0, 0.0)
     with pytest.raises(ValueError, match="differ in size"):
         lung_densities(image[:10], lung)
+
+
+def test_lung_density_inside_the_content_box_ignores_padding():
+    from cxrseg.data.borders import content_box
+
+    lung, img_left, img_right = _lungs()
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.3, 1.0, lung.shape).astype(np.float32)
+    image[lung] = rng.uniform(0.05, 0.5, lung.sum())
+    plain = lung_densities(image, lung)
+    padded, padded_lung = np.zeros((65, 60), np.float32), np.zeros((65, 60), bool)  # bands under 30%
+    padded[15:55], padded_lung[15:55] = image, lung
+    assert lung_densities(padded, padded_lung, content_box(padded)) == pytest.approx(plain, abs=1e-6)
+    shifted = lung_densities(padded, padded_lung)
+    assert min(abs(a - b) for a, b in zip(shifted, plain)) > 0.05  # the bands' black pixels lift every rank

@@ -1,9 +1,9 @@
 """Flat borders around a film (collimation, padding to a square, scanner frames): where the content is.
 
 A row or column at an edge counts as border when nearly all its pixels lie within a small tolerance of its median
-(a uniform band; a line of burnt-in text across it does not stop that). The pipeline runs the models on the content
-box only and pastes the masks back, so a border changes neither the scale the models see nor the histogram that
-input normalisation and the lung density are computed from.
+(a uniform band; a line of burnt-in text across it does not stop that). The pipeline ranks the lungs' density inside
+the content box, so bands do not shift it; with ``crop_borders`` (opt-in) it also runs the models on the box only
+and pastes the masks back.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class TwoStagePipeline:
         tta: bool = False,
         batch_size: int = 8,
         covid_status: str = "unknown",
-        crop_borders: bool = True,
+        crop_borders: bool = False,
     ) -> None:
         if covid_status not in COVID_STATUSES:
             raise CxrsegError(f"unknown COVID-19 status {covid_status!r}; use one of {', '.join(COVID_STATUSES)}")
@@ -81,7 +81,10 @@ class TwoStagePipeline:
         self.infection_config = ModelConfig.from_dict(infection_card.get("architecture", {}))
         self.tta = tta
         self.batch_size = batch_size
-        self.crop_borders = crop_borders  # run on the content inside flat edge bands (cxrseg.data.borders)
+        # Run the models on the content inside flat edge bands only (cxrseg.data.borders). Off by default: on Val it
+        # helped padded films a little, but on films whose edges were blacked out it doubled the false alarms
+        # (docs/experiments.md), since the models were trained on films with their bands.
+        self.crop_borders = crop_borders
         self.lung_threshold = float(lung_card.get("threshold", 0.5))
         # TTA averages two predictions, which shifts the probabilities: its own tuned decision, where the card has one.
         decision = infection_card.get("tta", infection_card) if tta else infection_card
@@ -106,7 +109,7 @@ class TwoStagePipeline:
         threads: int | None = None,
         precision: str = "auto",
         covid_status: str = "unknown",
-        crop_borders: bool = True,
+        crop_borders: bool = False,
     ) -> TwoStagePipeline:
         """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto', in 'fp32', 'bf16'
         or 'auto' precision.
@@ -209,7 +212,8 @@ class TwoStagePipeline:
             lung = clean_lung(lung_p > self.lung_threshold)
             opacity = (inf_p > self.infection_threshold) & lung
             infection = np.zeros_like(opacity) if out.vetoed[i] else opacity
-            density = lung_densities(small[i], out.lung[i])  # at the model size: the same for any input size
+            # at the model size (the same for any input size), ranked inside the film's flat edge bands
+            density = lung_densities(small[i], out.lung[i], content_box(small[i]))
             sides = split_lungs(lung)
             unc = score = None
             if out.uncertainty is not None:

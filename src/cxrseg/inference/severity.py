@@ -85,12 +85,18 @@ def severity_score(right_share: float, left_share: float, right_density: float, 
     return round(min(8.0, total), 1)
 
 
-def lung_densities(image: np.ndarray, lung: np.ndarray) -> tuple[float, float]:
+def lung_densities(image: np.ndarray, lung: np.ndarray, box: tuple[int, int, int, int] | None = None
+                   ) -> tuple[float, float]:
     """(right, left) lung density: the mean percentile rank of each lung's pixels among the film's (0-1; 0 for a
     missing lung). ``image`` is (H, W) in [0, 1] and ``lung`` a bool mask of the same size; any size works (the
-    pipeline uses the model-size image, where it costs nothing)."""
+    pipeline uses the model-size image, where it costs nothing). ``box`` (top, bottom, left, right): rank among
+    the pixels inside it only, e.g. :func:`cxrseg.data.borders.content_box`, so that flat edge bands (padding,
+    collimation) do not shift the ranks."""
     if image.shape != lung.shape:
         raise ValueError(f"image {image.shape} and lung mask {lung.shape} differ in size")
+    if box is not None:
+        t, b, le, r = box
+        image, lung = image[t:b, le:r], lung[t:b, le:r]
     eq = equalize(np.asarray(image, np.float32))
     return tuple(float(eq[m].mean()) if m.any() else 0.0 for m in split_lungs(lung))  # type: ignore[return-value]
 
