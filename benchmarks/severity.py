@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import json
 import shlex
 import sys
 import time
@@ -41,13 +42,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrseg._atomic import atomic_write_text
 from cxrseg.data.io import read_xray
-from cxrseg.inference.pipeline import COVID_STATUSES, TwoStagePipeline, resize_batch
-from cxrseg.inference.postprocess import clean_infection, split_lungs
 from cxrseg.evaluation.severity_agreement import (  # noqa: F401 - mae, bias, pearson: the tests reach them here
     agreement, bias, bootstrap, cross_validate, features, fit_calibration, fit_rows, mae, pearson, score_rows, scores_of)
+from cxrseg.inference.pipeline import COVID_STATUSES, TwoStagePipeline, resize_batch
+from cxrseg.inference.postprocess import clean_infection, split_lungs
 from cxrseg.inference.severity import CALIBRATED_FOR, SCORE, ScoreCalibration, grade
-from cxrseg.models.store import read_card, shipped_weights
+from cxrseg.models.store import card_path, read_card, shipped_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCORES = REPO.parent / "shared" / "severity"
@@ -357,7 +359,8 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
                      f"| {f.score:.1f} | {f.cv_score:.1f} | {100 * f.right:.1f} / {100 * f.left:.1f} "
                      f"| {100 * f.opacity[0]:.1f} / {100 * f.opacity[1]:.1f} | {p} "
                      f"| {'yes' if f.vetoed_if_unknown else 'no'} | {gt} | {f.density[0]:.3f} / {f.density[1]:.3f} |")
-    return "\n".join(lines) + "\n", {"experts": y, "grade": grades, "cv": cv}
+    figures = {"films": len(films), "patients": n_pat, "cv": agreement(cv, y), "grade": agreement(grades, y)}
+    return "\n".join(lines) + "\n", {"experts": y, "grade": grades, "cv": cv, "figures": figures}
 
 
 def _int_score(row, cal: ScoreCalibration) -> int:
@@ -427,6 +430,24 @@ def plots(figs: dict, out: Path, title: str) -> list[Path]:
     return [scatter, ba]
 
 
+def card_block(figures: dict, status: str, command: str, calibrated: bool) -> dict:
+    """The card's ``severity_agreement`` block: where, how, and the figures (as ``cxrseg info`` prints them)."""
+    cv, g = figures["cv"], figures["grade"]
+    return {
+        "split": f"{figures['films']} expert-scored films of {figures['patients']} COVID-19 patients "
+                 "(geographic extent 0-8, mean of 3 radiologists; Cohen et al. 2020)",
+        "pipeline": f"covid_status '{status}', severity score cross-validated by patient"
+                    + ("" if calibrated else " (the library's constants were fitted for other models)"),
+        "severity score MAE (cv)": round(cv["mae"], 2),
+        "severity score bias (cv)": round(cv["bias"], 2),
+        "severity score Pearson r (cv)": round(cv["r"], 2),
+        "total grade MAE": round(g["mae"], 2),
+        "total grade bias": round(g["bias"], 2),
+        "total grade Pearson r": round(g["r"], 2),
+        "command": command,
+    }
+
+
 def _sha(path: Path | None, stage: str) -> str:
     return hashlib.sha256((Path(path) if path else shipped_weights(stage)).read_bytes()).hexdigest()[:12]
 
@@ -456,6 +477,8 @@ def main(argv: list[str] | None = None) -> str:
                     help="COVID-QU-Ex folder: compare the films also in it with their ground-truth masks")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    ap.add_argument("--update-card", action="store_true",
+                    help="store the agreement figures in the infection model's card (cxrseg info shows them)")
     args = ap.parse_args(argv)
 
     films = read_scores(args.scores)
@@ -479,6 +502,13 @@ def main(argv: list[str] | None = None) -> str:
     ]
     report = "\n".join(header) + text
     print(report)
+    if args.update_card:
+        weights = args.infection_model or shipped_weights("infection")
+        card = read_card(weights)
+        card["severity_agreement"] = card_block(figs["figures"], args.covid_status, header[0].removeprefix("command: "),
+                                                key == CALIBRATED_FOR)
+        atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")
+        print(f"updated {card_path(weights)}")
     if not args.no_plots:
         name = "shipped models" if not (args.lung_model or args.infection_model) else "candidate models"
         for p in plots(figs, args.out, f"{len(films)} films, {name}"):

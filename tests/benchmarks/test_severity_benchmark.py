@@ -90,7 +90,7 @@ def test_end_to_end(benchmark_module, tiny_models, synthetic_root, tmp_path, cap
     out = tmp_path / "docs"
     text = sev.main(["--scores", str(folder), "--lung-model", str(tiny_models[0]), "--infection-model",
                      str(tiny_models[1]), "--backend", "torch", "--out", str(out), "--covidqu", str(synthetic_root),
-                     "--quiet"])
+                     "--quiet", "--update-card"])
     printed = capsys.readouterr().out
     assert text in printed
     assert f"{n} films of {n // 2} patients" in text and "covid_status 'positive'" in text
@@ -111,6 +111,12 @@ def test_end_to_end(benchmark_module, tiny_models, synthetic_root, tmp_path, cap
         with Image.open(out / png) as im:
             assert im.format == "PNG" and im.size[0] > 300
     assert f"wrote {out / 'severity-scatter.png'}" in printed
+    from cxrseg.models.store import card_summary, read_card
+
+    block = read_card(tiny_models[1])["severity_agreement"]
+    assert f"{n} expert-scored films of {n // 2}" in block["split"] and block["command"].startswith("python benchmarks/")
+    assert 0 <= block["severity score MAE (cv)"] <= 8 and -8 <= block["total grade bias"] <= 8
+    assert any("severity score MAE (cv)" in line for line in card_summary(read_card(tiny_models[1])))
 
 
 def test_missing_folder_is_one_line(benchmark_module, tmp_path):

@@ -107,7 +107,8 @@ def card_summary(card: dict) -> list[str]:
     ]
     if training.get("roi") not in (None, "n/a"):
         lines.insert(-1, f"ROI:       {training['roi']}")
-    return lines + _measured(metrics) + _measured(tta.get("metrics", {}))
+    return (lines + _measured(metrics) + _measured(tta.get("metrics", {}))
+            + _measured(card.get("severity_agreement", {})))
 
 
 def _measured(metrics: dict) -> list[str]:
