@@ -1,0 +1,68 @@
+"""``Segmenter``: one upload's bytes in, a :class:`SegmentResponse` out, run on an inference worker thread.
+
+The pipeline is shared by every worker, so calls into it are serialised by a lock; decoding and PNG encoding
+run outside the lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cxrseg.data.io import decode_xray
+from cxrseg.errors import InputFileError
+from cxrseg.inference.writers import NoDicomSeg, dicom_seg_algorithms, dicom_seg_bytes
+from cxrseg.server.images import encode_images
+from cxrseg.server.records import save_record
+from cxrseg.server.schemas import Figures, SegmentResponse
+from cxrseg.server.settings import ServerSettings
+
+
+def record_id() -> str:
+    """A sortable, unique name for one request: UTC time plus a random suffix."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+class Segmenter:
+    """Bytes in, :class:`SegmentResponse` out; runs on a worker thread, with the shared pipeline behind a lock."""
+
+    def __init__(self, pipeline: Any, settings: ServerSettings) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self._lock = threading.Lock()
+        self.model_names = {
+            "lung": str(pipeline.lung_card.get("name", "lung")),
+            "infection": str(pipeline.infection_card.get("name", "infection")),
+            "backend": str(pipeline.backend_name),
+        }
+
+    def __call__(self, data: bytes, filename: str, dicom_seg: bool = False, covid_status: str = "unknown") -> SegmentResponse:
+        start = time.perf_counter()
+        xray = decode_xray(data, filename, self.settings.max_pixels)
+        if dicom_seg and xray.dicom is None:
+            raise InputFileError(filename, "dicom_seg=true needs a DICOM upload; this file is not DICOM")
+        with self._lock:
+            seg = self.pipeline.predict([xray], covid_status=covid_status)[0]
+        seg_b64 = None
+        if dicom_seg:
+            try:
+                seg_b64 = base64.b64encode(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(self.pipeline))).decode()
+            except NoDicomSeg as e:
+                raise InputFileError(filename, f"no DICOM SEG: {e.reason}") from e
+        response = SegmentResponse(
+            id=record_id(),
+            figures=Figures(**seg.to_dict()),
+            images=encode_images(xray, seg, self.settings.preview_max_side),
+            models=self.model_names,
+            elapsed_ms=0.0,
+            dicom_seg_base64=seg_b64,
+        )
+        if self.settings.save_dir is not None:
+            save_record(Path(self.settings.save_dir), response, data)
+        response.elapsed_ms = round(1000 * (time.perf_counter() - start), 1)
+        return response
