@@ -37,6 +37,8 @@ def shown_matches(text: str, fmt: str, value) -> bool:
         number = float(text.removesuffix("%").strip())
         expected = 100 * value if fmt == "probability" else value
         return math.isclose(number, expected, abs_tol=0.05 + 1e-9)
+    if fmt == "decimal1":
+        return text == f"{value:.1f}"
     return text == str(value)
 
 

@@ -11,6 +11,7 @@ let pendingKey = null; // the open key dialog's answer, shared by every call wai
 const FORMATS = {
   pct: (v) => `${v.toFixed(1)} %`,
   probability: (v) => `${(100 * v).toFixed(1)} %`,
+  decimal1: (v) => v.toFixed(1), // the severity score: always one decimal, 0.0 included
   plain: (v) => String(v),
 };
 
