@@ -89,8 +89,9 @@ def predicted_lung_roi(
 
 
 def say(text: str) -> None:
-    """One line on stderr (never a redraw): transfers, resumes, the time budget, each epoch's summary."""
-    ProgressReporter("train").message(text)
+    """One line on stdout, between the progress displays (which are on stderr): transfers, resumes, the time
+    budget, each epoch's summary."""
+    print(text, flush=True)
 
 
 def _crops(cfg: TrainConfig) -> bool:
