@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import shlex
 import sys
 import time
@@ -35,7 +34,7 @@ import numpy as np
 
 from cxrseg.data.io import IMAGE_SUFFIXES, read_xray
 from cxrseg.inference.pipeline import TwoStagePipeline, resize_batch
-from cxrseg.models.store import read_card, shipped_weights
+from cxrseg.models.store import describe_weights, read_card, shipped_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXTERNAL = REPO.parent / "shared" / "external"
@@ -145,13 +144,6 @@ def recomputed_opacity_pct(pipe: TwoStagePipeline, pixels: np.ndarray) -> float 
         return 100.0 * float((kept & lung[0]).sum()) / area if area else 0.0
     except Exception:  # noqa: BLE001 - a changed private API: report n/a rather than fail the benchmark
         return None
-
-
-def describe_model(path: Path | None, stage: str) -> str:
-    weights = Path(path) if path else shipped_weights(stage)
-    card = read_card(weights)
-    sha = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    return f"{path or 'shipped'} ({card.get('name', stage)}, created {card.get('created', '?')}, sha256 {sha})"
 
 
 def run(pipe: TwoStagePipeline, films: list[Film], progress: bool = True) -> str:
@@ -264,7 +256,7 @@ def main(argv: list[str] | None = None) -> str:
     a = ap.parse_args(argv)
 
     films = read_manifest(a.external)
-    models = f"lung {describe_model(a.lung_model, 'lung')}; infection {describe_model(a.infection_model, 'infection')}"
+    models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision)
     t = time.perf_counter()
     opacity_source = run(pipe, films)

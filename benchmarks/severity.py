@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shlex
 import sys
@@ -44,16 +43,17 @@ import numpy as np
 
 from cxrseg._atomic import atomic_write_text
 from cxrseg.data.io import read_xray
-from cxrseg.evaluation.severity_agreement import (  # noqa: F401 - mae, bias, pearson: the tests reach them here
-    agreement, bias, bootstrap, cross_validate, features, fit_calibration, fit_rows, mae, pearson, score_rows, scores_of)
+from cxrseg.evaluation.agreement_plots import agreement_plots
+from cxrseg.evaluation.severity_agreement import (  # noqa: F401 - mae, bias, pearson, _grades: the tests reach them here
+    _grades, agreement, bias, bootstrap, cross_validate, features, fit_calibration, fit_isotonic, fit_rows,
+    fit_threshold_power, isotonic_of, mae, pearson, score_rows, scores_of)
 from cxrseg.inference.pipeline import COVID_STATUSES, TwoStagePipeline, resize_batch
 from cxrseg.inference.postprocess import clean_infection, split_lungs
 from cxrseg.inference.severity import CALIBRATED_FOR, SCORE, ScoreCalibration, grade
-from cxrseg.models.store import card_path, read_card, shipped_weights
+from cxrseg.models.store import card_path, describe_weights, read_card, shipped_weights, weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCORES = REPO.parent / "shared" / "severity"
-POWERS = np.round(np.arange(0.30, 2.0001, 0.01), 2)  # grade thresholds at (k/4) ** (1/p)
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # stage 2 pixel thresholds for the extent sweep
 
 
@@ -95,31 +95,6 @@ def read_scores(folder: Path) -> list[Film]:
     if not films:
         raise SystemExit(f"{table}: no films listed")
     return films
-
-
-# -- other calibrations, for comparison -------------------------------------------------------------------------
-def fit_isotonic(shares, experts) -> tuple[np.ndarray, np.ndarray]:
-    """A monotone (isotonic, least squares) map from the summed share to the score: its knots (x, y)."""
-    from scipy.optimize import isotonic_regression
-
-    x = np.asarray(shares, float).sum(1)
-    order = np.argsort(x, kind="mergesort")
-    return x[order], isotonic_regression(np.asarray(experts, float)[order]).x
-
-
-def isotonic_of(shares, knots) -> np.ndarray:
-    return np.interp(np.asarray(shares, float).sum(1), *knots)
-
-
-def _grades(shares, power: float) -> np.ndarray:
-    """Total grade with the thresholds moved: the usual bins applied to share ** power per lung."""
-    return np.array([grade(r**power) + grade(l**power) for r, l in np.asarray(shares, float)])
-
-
-def fit_threshold_power(shares, experts) -> float:
-    """The power p (grade thresholds at (k/4) ** (1/p)) with the least mean absolute error of the total grade."""
-    losses = [mae(_grades(shares, p), experts) for p in POWERS]
-    return float(POWERS[int(np.argmin(losses))])
 
 
 # -- running the pipeline -----------------------------------------------------------------------------------------
@@ -382,52 +357,10 @@ def _on_line(x, coef):
 
 
 def plots(figs: dict, out: Path, title: str) -> list[Path]:
-    """severity-scatter.png and severity-bland-altman.png in ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    y, g, cv = figs["experts"], figs["grade"], figs["cv"]
-    out.mkdir(parents=True, exist_ok=True)
-    series = (("total grade (integer)", g, "#999999", "s"), ("severity score, cross-validated", cv, "#1f5fbf", "o"))
-    fig, ax = plt.subplots(figsize=(5.6, 5.2), dpi=120)
-    ax.plot([0, 8], [0, 8], color="#444444", lw=0.8, ls="--", label="agreement")
-    for label, v, colour, marker in series:
-        a = agreement(v, y)
-        ax.scatter(y, v, s=26, c=colour, marker=marker, alpha=0.8, edgecolors="none",
-                   label=f"{label}: MAE {a['mae']:.2f}, bias {a['bias']:+.2f}, r {a['r']:.2f}")
-    ax.set(xlim=(-0.3, 8.3), ylim=(-0.3, 8.3), xlabel="radiologists' geographic extent (mean of 3), 0-8",
-           ylabel="cxrseg, 0-8", title=title)
-    ax.set_aspect("equal")
-    ax.legend(loc="upper left", fontsize=7.5, frameon=False)
-    ax.grid(alpha=0.25)
-    fig.tight_layout()
-    scatter = out / "severity-scatter.png"
-    fig.savefig(scatter)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120, sharey=True)
-    for ax, (label, v, colour, marker) in zip(axes, series):
-        mean, diff = (v + y) / 2, v - y
-        b, sd = diff.mean(), diff.std(ddof=1)
-        ax.scatter(mean, diff, s=24, c=colour, marker=marker, alpha=0.8, edgecolors="none")
-        ax.axhline(b, color=colour, lw=1.2, label=f"bias {b:+.2f}")
-        for lim in (b - 1.96 * sd, b + 1.96 * sd):
-            ax.axhline(lim, color=colour, lw=0.8, ls="--")
-        ax.axhline(0, color="#444444", lw=0.6)
-        ax.text(8.1, b + 1.96 * sd, f"+1.96 SD {b + 1.96 * sd:+.1f}", ha="right", va="bottom", fontsize=7)
-        ax.text(8.1, b - 1.96 * sd, f"-1.96 SD {b - 1.96 * sd:+.1f}", ha="right", va="top", fontsize=7)
-        ax.set(xlim=(-0.2, 8.2), xlabel="mean of ours and the experts' (0-8)", title=label)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
-        ax.grid(alpha=0.25)
-    axes[0].set_ylabel("ours - experts")
-    fig.suptitle(f"Bland-Altman: {title}", fontsize=10)
-    fig.tight_layout()
-    ba = out / "severity-bland-altman.png"
-    fig.savefig(ba)
-    plt.close(fig)
-    return [scatter, ba]
+    """severity-scatter.png and severity-bland-altman.png in ``out``: the total grade and the cross-validated score."""
+    series = [("total grade (integer)", figs["grade"], "#999999", "s"),
+              ("severity score, cross-validated", figs["cv"], "#1f5fbf", "o")]
+    return agreement_plots(figs["experts"], series, out, title)
 
 
 def card_block(figures: dict, status: str, command: str, calibrated: bool) -> dict:
@@ -449,13 +382,7 @@ def card_block(figures: dict, status: str, command: str, calibrated: bool) -> di
 
 
 def _sha(path: Path | None, stage: str) -> str:
-    return hashlib.sha256((Path(path) if path else shipped_weights(stage)).read_bytes()).hexdigest()[:12]
-
-
-def describe_model(path: Path | None, stage: str) -> str:
-    card = read_card(Path(path) if path else shipped_weights(stage))
-    return (f"{path or 'shipped'} ({card.get('name', stage)}, created {card.get('created', '?')}, "
-            f"sha256 {_sha(path, stage)})")
+    return weights_digest(path or shipped_weights(stage))
 
 
 def models_key(pipe: TwoStagePipeline, lung: Path | None, infection: Path | None) -> str:
@@ -491,8 +418,8 @@ def main(argv: list[str] | None = None) -> str:
     text, figs = analyse(films, args.covid_status, pipe.image_threshold, calibrated=key == CALIBRATED_FOR)
     header = [
         f"command: python benchmarks/severity.py {shlex.join(argv if argv is not None else sys.argv[1:])}",
-        f"lung model: {describe_model(args.lung_model, 'lung')}",
-        f"infection model: {describe_model(args.infection_model, 'infection')} (pixel threshold "
+        f"lung model: {describe_weights(args.lung_model, 'lung')}",
+        f"infection model: {describe_weights(args.infection_model, 'infection')} (pixel threshold "
         f"{pipe.infection_threshold}, image threshold {pipe.image_threshold}, min area {pipe.min_area})",
         f"severity score calibrated for: {CALIBRATED_FOR}" + (" (these models)" if key == CALIBRATED_FOR else
                                                                f" (not these: {key})"),

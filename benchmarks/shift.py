@@ -20,7 +20,6 @@ rise by more than 5 points. Progress goes to stderr, one line per shift; --out a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shlex
 import sys
 import time
@@ -35,7 +34,7 @@ from cxrseg.data.io import XRay
 from cxrseg.data.shifts import BENCHMARK_SHIFTS
 from cxrseg.evaluation.metrics import Counts, dice_per_image, summarize
 from cxrseg.inference.pipeline import TwoStagePipeline
-from cxrseg.models.store import read_card, shipped_weights
+from cxrseg.models.store import describe_weights, read_card, shipped_weights
 
 UNSHIFTED = "none (unshifted)"
 AIM_DICE_DROP = 0.05  # COVID-19 Dice may fall by at most this much under any one shift
@@ -80,14 +79,6 @@ def figures(pipe: TwoStagePipeline, images: np.ndarray, lungs: np.ndarray, infec
         "all_dice": float(d.mean()) if len(d) else None,
         "negatives_flagged_pct": float(100 * np.mean(~inf.pred_empty[negative])) if negative.any() else None,
     }
-
-
-def describe_model(path: Path | None, stage: str) -> str:
-    """Which weights ran: the path (or 'shipped'), the card's name and date, and the weights' sha256 prefix."""
-    weights = Path(path) if path else shipped_weights(stage)
-    card = read_card(weights)
-    sha = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    return f"{path or 'shipped'} ({card.get('name', stage)}, created {card.get('created', '?')}, sha256 {sha})"
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -156,7 +147,7 @@ def main(argv: list[str] | None = None) -> str:
     samples = stratified_subset(all_samples, a.max_images, seed=0)
     bundle = load_arrays(samples, size=a.size)
     images = bundle.images.astype(np.float32) / 255.0
-    models = f"lung {describe_model(a.lung_model, 'lung')}; infection {describe_model(a.infection_model, 'infection')}"
+    models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
                                           batch_size=a.batch_size)
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cxrseg.inference.severity import ScoreCalibration, severity_score
+from cxrseg.inference.severity import ScoreCalibration, grade, severity_score
 
 POWERS = np.round(np.arange(0.30, 1.5001, 0.01), 2)  # the power's grid
+GRADE_POWERS = np.round(np.arange(0.30, 2.0001, 0.01), 2)  # grade thresholds moved to (k/4) ** (1/p)
 BOOTSTRAP = 2000
 
 
@@ -130,3 +131,28 @@ def fit_rows(rows, experts, use_density: bool = True) -> ScoreCalibration:
 def score_rows(rows, calibration: ScoreCalibration) -> np.ndarray:
     """:func:`scores_of` on :func:`features` rows (for :func:`cross_validate`)."""
     return scores_of(rows[:, :2], rows[:, 2:], calibration)
+
+
+# -- other calibrations, for comparison (benchmarks/severity.py) -------------------------------------------------------------------------
+def fit_isotonic(shares, experts) -> tuple[np.ndarray, np.ndarray]:
+    """A monotone (isotonic, least squares) map from the summed share to the score: its knots (x, y)."""
+    from scipy.optimize import isotonic_regression
+
+    x = np.asarray(shares, float).sum(1)
+    order = np.argsort(x, kind="mergesort")
+    return x[order], isotonic_regression(np.asarray(experts, float)[order]).x
+
+
+def isotonic_of(shares, knots) -> np.ndarray:
+    return np.interp(np.asarray(shares, float).sum(1), *knots)
+
+
+def _grades(shares, power: float) -> np.ndarray:
+    """Total grade with the thresholds moved: the usual bins applied to share ** power per lung."""
+    return np.array([grade(r**power) + grade(l**power) for r, l in np.asarray(shares, float)])
+
+
+def fit_threshold_power(shares, experts) -> float:
+    """The power p (grade thresholds at (k/4) ** (1/p)) with the least mean absolute error of the total grade."""
+    losses = [mae(_grades(shares, p), experts) for p in GRADE_POWERS]
+    return float(GRADE_POWERS[int(np.argmin(losses))])

@@ -128,6 +128,15 @@ def weights_digest(weights: str | Path) -> str:
     return hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
 
 
+def describe_weights(path: str | Path | None, stage: str) -> str:
+    """Which weights ran, for a benchmark's header: the path (or 'shipped'), the card's name and date, and the
+    weights' sha256 prefix."""
+    weights = Path(path) if path else shipped_weights(stage)
+    card = read_card(weights)
+    return (f"{path or 'shipped'} ({card.get('name', stage)}, created {card.get('created', '?')}, "
+            f"sha256 {weights_digest(weights)})")
+
+
 def card_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
