@@ -111,30 +111,6 @@ def add_docs_routes(app: FastAPI) -> None:
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
 
-def document_api_key(app: FastAPI) -> None:
-    """Declare the bearer key in the OpenAPI schema (Swagger UI's Authorize button) for every call that needs it."""
-
-    plain_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = plain_openapi()
-            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-            schemes["apiKey"] = {"type": "http", "scheme": "bearer", "description": "the server's API key"}
-            for path, operations in schema.get("paths", {}).items():
-                if path.startswith("/api/") and path != HEALTH_PATH:
-                    for operation in operations.values():
-                        operation["security"] = [{"apiKey": []}]
-                        operation.setdefault("responses", {})["401"] = {
-                            "description": "no API key, or a wrong one",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-                        }
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def add_page_routes(app: FastAPI) -> None:
     """The single page at / and its script and style under /static."""
 
