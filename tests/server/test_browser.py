@@ -37,8 +37,8 @@ def shown_matches(text: str, fmt: str, value) -> bool:
         number = float(text.removesuffix("%").strip())
         expected = 100 * value if fmt == "probability" else value
         return math.isclose(number, expected, abs_tol=0.05 + 1e-9)
-    if fmt == "decimal1":
-        return text == f"{value:.1f}"
+    if fmt in ("decimal1", "decimal3"):
+        return text == f"{value:.{fmt[-1]}f}"
     return text == str(value)
 
 
@@ -112,7 +112,8 @@ def test_upload_shows_overlay_and_the_apis_figures(server, browser, tmp_path):
     figures = api.json()["figures"]
 
     shown = shot.shown_figures(browser)
-    assert {"right_infected_pct", "left_infected_pct", "right_grade", "left_grade", "total_grade"} <= set(shown)
+    assert {"right_infected_pct", "left_infected_pct", "right_grade", "left_grade", "total_grade",
+            "right_lung_density", "left_lung_density", "severity_score"} <= set(shown)
     for field, (text, fmt) in shown.items():
         assert shown_matches(text, fmt, figures[field]), f"{field}: page shows {text!r}, API says {figures[field]!r}"
 

@@ -12,6 +12,7 @@ const FORMATS = {
   pct: (v) => `${v.toFixed(1)} %`,
   probability: (v) => `${(100 * v).toFixed(1)} %`,
   decimal1: (v) => v.toFixed(1), // the severity score: always one decimal, 0.0 included
+  decimal3: (v) => v.toFixed(3), // each lung's density, 0-1
   plain: (v) => String(v),
 };
 
