@@ -285,7 +285,8 @@ def analyse(films: list[Film], status: str, image_threshold: float | None,
         lines.append(f"| extent | saturation: {int(full.sum())} films with both lungs at least 90% marked; the experts "
                      f"scored them {y[full].min():.1f}-{y[full].max():.1f} (mean {y[full].mean():.1f}, SD "
                      f"{y[full].std():.1f}) | | | |")
-    add("extent", "isotonic map of the summed share instead of the calibrated curve, no density (cv; one knot per film)",
+    add("extent", "isotonic map of the summed share instead of the calibrated curve, no density "
+        "(cv; one knot per film)",
         cross_validate(shares, y, groups, fit_isotonic, isotonic_of))
     if films[0].sweep:
         for t in SWEEP:
