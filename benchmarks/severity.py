@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrseg._atomic import atomic_write_text
-from cxrseg.data.io import read_xray
+from cxrseg.data.io import XRay, read_xray
+from cxrseg.data.shifts import BENCHMARK_SHIFTS
 from cxrseg.evaluation.agreement_plots import agreement_plots
 from cxrseg.evaluation.severity_agreement import (  # noqa: F401 - mae, bias, pearson, _grades: the tests reach them here
     _grades, agreement, bias, bootstrap, cross_validate, features, fit_calibration, fit_isotonic, fit_rows,
@@ -131,10 +132,14 @@ def model_size_figures(pipe: TwoStagePipeline, pixels: np.ndarray, film: Film) -
     film.brightness = tuple(float(small[0][m].mean()) if m.any() else 0.0 for m in (right, left))
 
 
-def run(pipe: TwoStagePipeline, films: list[Film], status: str, analyse: bool = True, progress: bool = True) -> None:
-    """Segment each film in place (figures for ``status``; the opacity before any veto as well)."""
+def run(pipe: TwoStagePipeline, films: list[Film], status: str, analyse: bool = True, progress: bool = True,
+        shift: str | None = None) -> None:
+    """Segment each film in place (figures for ``status``; the opacity before any veto as well), with one of
+    :data:`BENCHMARK_SHIFTS` applied to every film first when ``shift`` names it."""
     for k, film in enumerate(films):
         x = read_xray(film.path)
+        if shift:
+            x = XRay(BENCHMARK_SHIFTS[shift](x.pixels, np.random.default_rng(k)).astype(np.float32), x.source)
         seg = pipe.predict([x], covid_status=status)[0]
         f, o = seg.figures, seg.opacity_figures
         film.right, film.left = f.right_infected_pct / 100, f.left_infected_pct / 100
@@ -405,6 +410,8 @@ def main(argv: list[str] | None = None) -> str:
                     help="COVID-QU-Ex folder: compare the films also in it with their ground-truth masks")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    ap.add_argument("--shift", default=None, choices=sorted(BENCHMARK_SHIFTS),
+                    help="apply this acquisition shift (benchmarks/shift.py's) to every film first")
     ap.add_argument("--update-card", action="store_true",
                     help="store the agreement figures in the infection model's card (cxrseg info shows them)")
     args = ap.parse_args(argv)
@@ -413,7 +420,9 @@ def main(argv: list[str] | None = None) -> str:
     pipe = TwoStagePipeline.from_pretrained(args.lung_model, args.infection_model, backend=args.backend,
                                             batch_size=1, covid_status=args.covid_status)
     start = time.time()
-    run(pipe, films, args.covid_status, progress=not args.quiet)
+    if args.shift and args.update_card:
+        raise SystemExit("--update-card records the unshifted figures; run it without --shift")
+    run(pipe, films, args.covid_status, progress=not args.quiet, shift=args.shift)
     found = match_covidqu(films, args.covidqu) if args.covidqu else 0
     key = models_key(pipe, args.lung_model, args.infection_model)
     text, figs = analyse(films, args.covid_status, pipe.image_threshold, calibrated=key == CALIBRATED_FOR)
@@ -425,6 +434,7 @@ def main(argv: list[str] | None = None) -> str:
         f"severity score calibrated for: {CALIBRATED_FOR}" + (" (these models)" if key == CALIBRATED_FOR else
                                                                f" (not these: {key})"),
         f"backend: {pipe.backend_name}; {len(films)} films in {time.time() - start:.0f} s"
+        + (f"; every film shifted: {args.shift}" if args.shift else "")
         + (f"; {found} found in COVID-QU-Ex" if args.covidqu else ""),
         "",
     ]

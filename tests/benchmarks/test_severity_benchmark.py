@@ -123,3 +123,18 @@ def test_missing_folder_is_one_line(benchmark_module, tmp_path):
     sev = benchmark_module("severity")
     with pytest.raises(SystemExit, match="scores.csv: not found"):
         sev.main(["--scores", str(tmp_path / "nowhere"), "--no-plots"])
+
+
+def test_a_shift_is_applied_to_every_film_and_never_recorded_in_the_card(benchmark_module, tiny_models,
+                                                                         synthetic_root, tmp_path):
+    sev = benchmark_module("severity")
+    folder, n = _fake_scores(tmp_path / "severity", synthetic_root)
+    common = ["--scores", str(folder), "--lung-model", str(tiny_models[0]), "--infection-model", str(tiny_models[1]),
+              "--backend", "torch", "--no-plots", "--quiet"]
+    plain = sev.main(common)
+    shifted = sev.main([*common, "--shift", "collimation border 8%"])
+    assert "every film shifted: collimation border 8%" in shifted and "every film shifted" not in plain
+    films = lambda text: [ln.split("|")[13] for ln in text.splitlines() if ln.startswith("| film-")]  # noqa: E731
+    assert films(shifted) != films(plain)  # the border changed what the films look like (density column)
+    with pytest.raises(SystemExit, match="unshifted"):
+        sev.main([*common, "--shift", "gamma 0.6", "--update-card"])
