@@ -75,15 +75,20 @@ def serve(app) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1200, height: int = 900) -> Iterator:
-    """Headless Chromium under chromedriver, with a fresh profile that is deleted afterwards."""
+def chromium(width: int = 1200, height: int = 900, extra_flags: tuple[str, ...] = (),
+             log_requests: bool = False) -> Iterator:
+    """Headless Chromium under chromedriver, with a fresh profile that is deleted afterwards. ``extra_flags``: more
+    command-line switches (the tests' offline network rules); ``log_requests``: keep the performance log, so a
+    test can list every request the page made."""
     from selenium import webdriver
 
     with tempfile.TemporaryDirectory(prefix="cxrseg-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
             options.add_argument(flag)
+        if log_requests:
+            options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
         driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
         try:
             yield driver

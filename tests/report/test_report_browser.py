@@ -8,9 +8,7 @@ Skipped, with the reason, where Chromium, chromedriver or selenium is missing (s
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,23 +26,10 @@ pytestmark = pytest.mark.skipif(shot.chromium_missing() is not None, reason=f"no
 OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>")
 
 
-@contextlib.contextmanager
 def chromium(width: int = 1300, height: int = 900):
     """Headless Chromium (fresh profile, network pointed nowhere) that logs every request it makes."""
-    from selenium import webdriver
-
-    with tempfile.TemporaryDirectory(prefix="cxrseg-report-chromium-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(shot.CHROMIUM)
-        for flag in (*shot.CHROMIUM_FLAGS, *OFFLINE_FLAGS, f"--user-data-dir={profile}",
-                     f"--window-size={width},{height}", "--allow-file-access-from-files"):
-            options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(shot.CHROMEDRIVER)))
-        try:
-            yield driver
-        finally:
-            driver.quit()
+    return shot.chromium(width, height, extra_flags=(*OFFLINE_FLAGS, "--allow-file-access-from-files"),
+                         log_requests=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ Skipped, with the reason, where Chromium, chromedriver or selenium is missing
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import tempfile
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -60,28 +57,10 @@ def browser():
         yield driver
 
 
-@contextlib.contextmanager
-def offline_chromium() -> Iterator:
-    """Headless Chromium that cannot reach past loopback, and logs every request it makes.
-
-    Every non-loopback request goes to a proxy on a closed loopback port (so fails) and host names other than
-    localhost do not resolve; Chromium reaches loopback itself without the proxy.
-    """
-    from selenium import webdriver
-
-    with tempfile.TemporaryDirectory(prefix="cxrseg-chromium-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(shot.CHROMIUM)
-        for flag in (*shot.CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1200,900",
-                     "--proxy-server=http://127.0.0.1:9",  # a closed port: every request through it fails
-                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"):
-            options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(shot.CHROMEDRIVER)))
-        try:
-            yield driver
-        finally:
-            driver.quit()
+# Every non-loopback request goes to a proxy on a closed loopback port (so fails) and host names other than localhost
+# do not resolve; Chromium reaches loopback itself without the proxy.
+OFFLINE_FLAGS = ("--proxy-server=http://127.0.0.1:9",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1")
 
 
 def requested_urls(driver) -> list[str]:
@@ -143,7 +122,7 @@ def test_docs_render_with_no_network_and_nothing_leaves_the_machine(keyed_server
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    with offline_chromium() as driver:
+    with shot.chromium(extra_flags=OFFLINE_FLAGS, log_requests=True) as driver:
         driver.get(keyed_server + "/docs")
         operations = lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock")  # noqa: E731
         WebDriverWait(driver, 60).until(lambda d: len(operations(d)) >= 3)
