@@ -47,7 +47,7 @@ from cxrseg.data.shifts import BENCHMARK_SHIFTS
 from cxrseg.evaluation.agreement_plots import agreement_plots
 from cxrseg.evaluation.severity_agreement import (  # noqa: F401 - mae, bias, pearson, _grades: the tests reach them here
     _grades, agreement, bias, bootstrap, cross_validate, features, fit_calibration, fit_isotonic, fit_rows,
-    fit_threshold_power, isotonic_of, mae, pearson, score_rows, scores_of)
+    fit_threshold_power, isotonic_of, mae, pearson, score_rows)
 from cxrseg.inference.pipeline import COVID_STATUSES, TwoStagePipeline, resize_batch
 from cxrseg.inference.postprocess import clean_infection, split_lungs
 from cxrseg.inference.severity import CALIBRATED_FOR, SCORE, ScoreCalibration, grade

@@ -47,6 +47,3 @@ def content_box(image: np.ndarray, tol: float = 0.03, share: float = 0.97, max_f
     left, right = band(cols, cut_w), band(cols[::-1], cut_w)
     return top, h - bottom, left, w - right
 
-
-def is_whole(box: Box, shape: tuple[int, int]) -> bool:
-    return box == (0, shape[0], 0, shape[1])
