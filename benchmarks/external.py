@@ -24,7 +24,6 @@ otherwise this script recomputes it at the model size (stage 2 thresholded, clea
 from __future__ import annotations
 
 import argparse
-import csv
 import shlex
 import sys
 import time
@@ -33,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from cxrseg.data.io import IMAGE_SUFFIXES, read_xray
+from cxrseg.evaluation.benchmark_io import emit, listed_rows
 from cxrseg.inference.pipeline import TwoStagePipeline, resize_batch
-from cxrseg.models.store import describe_weights, read_card, shipped_weights
+from cxrseg.models.store import describe_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXTERNAL = REPO.parent / "shared" / "external"
@@ -72,18 +72,15 @@ def group_of(group: str, finding: str) -> str:
 def read_manifest(folder: Path) -> list[Film]:
     """The films the manifest lists, each found as GROUP/NAME.<image suffix>; a missing film is an error."""
     manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        raise SystemExit(f"{manifest}: not found (point --external at the external films' folder)")
     films = []
-    with open(manifest, newline="") as f:
-        for row in csv.DictReader(f):
-            base = folder / row["group"] / row["name"]
-            candidates = [base.with_name(base.name + s) for s in (".png", *sorted(IMAGE_SUFFIXES))] + [base]
-            path = next((p for p in candidates if p.is_file()), None)
-            if path is None:
-                raise SystemExit(f"{base}.png: listed in {manifest} but not found")
-            g = group_of(row["group"], row["finding"])
-            films.append(Film(row["name"], path, g, row["finding"], row.get("view", "")))
+    for row in listed_rows(manifest, "--external at the external films' folder"):
+        base = folder / row["group"] / row["name"]
+        candidates = [base.with_name(base.name + s) for s in (".png", *sorted(IMAGE_SUFFIXES))] + [base]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise SystemExit(f"{base}.png: listed in {manifest} but not found")
+        g = group_of(row["group"], row["finding"])
+        films.append(Film(row["name"], path, g, row["finding"], row.get("view", "")))
     return films
 
 
@@ -279,12 +276,7 @@ def main(argv: list[str] | None = None) -> str:
         "",
         "",
     ]
-    text = "\n".join(head) + report(films, s, a.per_film)
-    print(text, end="")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
-    return text
+    return emit("\n".join(head) + report(films, s, a.per_film), a.out)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ from cxrseg.data.covidqu import find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import load_arrays
 from cxrseg.data.io import XRay
 from cxrseg.data.shifts import BENCHMARK_SHIFTS
+from cxrseg.evaluation.benchmark_io import emit
 from cxrseg.evaluation.metrics import Counts, dice_per_image, summarize
 from cxrseg.inference.pipeline import TwoStagePipeline
-from cxrseg.models.store import describe_weights, read_card, shipped_weights
+from cxrseg.models.store import describe_weights
 
 UNSHIFTED = "none (unshifted)"
 AIM_DICE_DROP = 0.05  # COVID-19 Dice may fall by at most this much under any one shift
@@ -183,12 +184,7 @@ def main(argv: list[str] | None = None) -> str:
     ]
     foot = ["", f"Shifts breaking the aim: {len(broken)} of {len(rows) - 1}"
             + (f" ({', '.join(broken)})." if broken else ".")]
-    text = "\n".join(head) + table(rows) + "\n" + "\n".join(foot) + "\n"
-    print(text, end="")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
-    return text
+    return emit("\n".join(head) + table(rows) + "\n" + "\n".join(foot) + "\n", a.out)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""benchmarks/severity.py: agreement figures by hand, cross-validation by patient, and an
-end-to-end run on a fake folder of scored films (the real scores.csv's columns) with the tiny models."""
+"""benchmarks/severity.py: the agreement figures by hand and the cross-validation by patient it reports with
+(cxrseg.evaluation.severity_agreement), and an end-to-end run on a fake folder of scored films (the real scores.csv's
+columns) with the tiny models."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import pytest
 from PIL import Image
 
 from cxrseg.data.io import read_mask
+from cxrseg.evaluation import severity_agreement as sev
 
 COLUMNS = ("file", "geographic_mean", "opacity_mean", "patientid", "view", "license")  # as ../shared/severity
 
 
-def test_agreement_by_hand(benchmark_module):
-    sev = benchmark_module("severity")
+def test_agreement_by_hand():
     ours, experts = [2, 4, 6, 8], [1, 4, 7, 6]
     assert sev.mae(ours, experts) == pytest.approx((1 + 0 + 1 + 2) / 4)
     assert sev.bias(ours, experts) == pytest.approx((1 + 0 - 1 + 2) / 4)  # ours - experts
@@ -30,8 +31,7 @@ def test_agreement_by_hand(benchmark_module):
     assert sev.agreement(ours, experts) == {"mae": 1.0, "bias": 0.5, "r": pytest.approx(num / den)}
 
 
-def test_bootstrap_intervals_hold_the_estimate(benchmark_module):
-    sev = benchmark_module("severity")
+def test_bootstrap_intervals_hold_the_estimate():
     rng = np.random.default_rng(0)
     experts = rng.uniform(0, 8, 30)
     ours = experts + rng.normal(0.5, 1.0, 30)
@@ -41,8 +41,7 @@ def test_bootstrap_intervals_hold_the_estimate(benchmark_module):
         assert ci[k][0] <= v <= ci[k][1]
 
 
-def test_cross_validation_leaves_each_patient_out(benchmark_module):
-    sev = benchmark_module("severity")
+def test_cross_validation_leaves_each_patient_out():
     groups = np.array(["a", "a", "b", "c", "c", "c"])
     features = np.arange(6, dtype=float)[:, None]
     experts = np.arange(6, dtype=float)
@@ -59,8 +58,7 @@ def test_cross_validation_leaves_each_patient_out(benchmark_module):
     assert out[2] == pytest.approx(np.mean([0, 1, 3, 4, 5]))
 
 
-def test_moved_thresholds_are_the_usual_bins_at_power_one(benchmark_module):
-    sev = benchmark_module("severity")
+def test_moved_thresholds_are_the_usual_bins_at_power_one():
     shares = np.array([[0.0, 0.1], [0.3, 0.6], [0.8, 1.0]])
     assert sev._grades(shares, 1.0).tolist() == [1, 5, 8]
     assert sev._grades(shares, 2.0).tolist() == [1, 1 + 2, 3 + 4]  # squared: 0.01; 0.09, 0.36; 0.64, 1.0
