@@ -69,6 +69,7 @@ def train(
     roi_input: Annotated[str, typer.Option(help="stage 2: 'masked' (X-ray x lungs) or 'image_and_mask' (2 channels)")] = "masked",
     roi_margin: Annotated[Optional[float], typer.Option(help="stage 2: crop to the lungs' box + this margin (e.g. 0.08)")] = None,
     shift_augment: Annotated[bool, typer.Option(help="random acquisition shifts: gamma, window, blur, noise, JPEG, ...")] = False,
+    batch_augment: Annotated[bool, typer.Option(help="keep the training set on the device and augment whole batches there (for a GPU that per-sample workers cannot feed)")] = False,
     ema: Annotated[Optional[float], typer.Option(help="validate and save an EMA of the weights with this decay")] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="seconds: fit the epochs to this, timed on epoch 1")] = None,
 ) -> None:
@@ -93,7 +94,7 @@ def train(
         loss=loss, model=model, roi=roi, lung_model=lung_model, init_from=init_from,
         class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
         device=device, resume=resume, precision=precision, shift_augment=shift_augment, ema=ema,
-        time_budget_s=time_budget,
+        time_budget_s=time_budget, batch_augment=batch_augment,
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)

@@ -62,10 +62,11 @@ def test_torchrun_two_ranks_train_one_epoch(small_root: Path, tmp_path: Path) ->
     from cxrseg.data.dataset import SegmentationDataset
     from cxrseg.training import TrainConfig
     from cxrseg.training.distributed import DistInfo
-    from cxrseg.training.loop import _load_split, _validate
+    from cxrseg.training.data import load_split
+    from cxrseg.training.loop import _validate
 
     cfg = TrainConfig(stage="lung", data=small_root, out=out, epochs=1, size=128, progress=False)
-    val = SegmentationDataset(_load_split(cfg, "Val", None, False), "lung")
+    val = SegmentationDataset(load_split(cfg, "Val", None, False), "lung")
     figures = _validate(model, DataLoader(val, batch_size=4), cfg, torch.device("cpu"), DistInfo())
     assert figures["val_dice_mean"] == pytest.approx(history[0]["val_dice_mean"], abs=1e-5)
     assert history[0]["val_dice_mean"] == pytest.approx(card["metrics"]["val_dice_mean"])

@@ -189,7 +189,7 @@ def test_bad_start_weights_fail_before_the_data_is_loaded(mini_root, two_epoch_r
     def no_loading(*args, **kwargs):
         raise AssertionError("the data was loaded before the start weights were checked")
 
-    monkeypatch.setattr("cxrseg.training.loop._load_split", no_loading)
+    monkeypatch.setattr("cxrseg.training.loop.load_split", no_loading)
     for kw in ({"init_from": orphan}, {"stage": "infection", "roi": "predicted", "lung_model": orphan}):
         with pytest.raises(CxrsegError, match="orphan.json: model card not found"):
             fit(_cfg(mini_root, tmp_path / "out", **kw))

@@ -44,6 +44,7 @@ class TrainConfig:
     resume: bool = True
     precision: str = "auto"  # bf16 autocast where the device supports it (GPU, AVX-512 BF16 CPU), else fp32
     shift_augment: bool = False  # random acquisition shifts (gamma, window, blur, noise, JPEG, borders, text)
+    batch_augment: bool = False  # augment whole batches on the device (GPU) instead of per sample in workers
     ema: float | None = None  # keep an exponential moving average of the weights (e.g. 0.999); validate and save it
     time_budget_s: float | None = None  # fit the schedule to this many seconds, measured on the first epoch
     progress: bool = True

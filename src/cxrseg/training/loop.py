@@ -25,21 +25,19 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
-from torch.utils.data.distributed import DistributedSampler
 
 from cxrseg._atomic import atomic_path, atomic_write_text, remove_stale_temps
-from cxrseg.data.covidqu import LUNG_PART, find_dataset, require_samples, stratified_subset
-from cxrseg.data.dataset import ArrayBundle, InputSpec, SegmentationDataset, load_arrays, resize_mask
-from cxrseg.data.normalize import normalize_input
+from cxrseg.data.dataset import InputSpec, SegmentationDataset
 from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.metrics import Counts, detection, summarize
-from cxrseg.inference.backends import TorchBackend, bf16_supported, resolve_device
+from cxrseg.inference.backends import bf16_supported, resolve_device
 from cxrseg.inference.postprocess import clean_lung
 from cxrseg.models.factory import SegNet, build_model, split_outputs
 from cxrseg.progress import ProgressReporter
 from cxrseg.models.store import default_card, load_model, save_model, shipped_weights, weights_digest
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
+from cxrseg.training.data import load_split, predicted_lung_roi, train_batches
 from cxrseg.training.losses import build_loss
 
 
@@ -57,9 +55,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-DATA_SIZE = 256  # COVID-QU-Ex's own size: stage 2 crops from it when its input is the lungs' box
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 under 'auto' where the device runs it natively (CUDA, or a CPU with AVX-512 BF16 / AMX), else None."""
     if precision == "fp32":
@@ -69,42 +64,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if bf16_supported(device) else None
 
 
-def predicted_lung_roi(
-    lung_model: SegNet, images: np.ndarray, device: torch.device, batch_size: int = 32, size: int | None = None
-) -> np.ndarray:
-    """Stage-1 lung masks (N, S, S) bool for uint8 images of size S, post-processed (model run at its own size)."""
-    backend = TorchBackend(lung_model, device)
-    out = np.zeros(images.shape, bool)
-    norm = lung_model.config.input_norm
-    size = size or images.shape[-1]
-    for i in range(0, len(images), batch_size):
-        x = normalize_input(images[i : i + batch_size].astype(np.float32) / 255.0, norm)
-        if size != x.shape[-1]:
-            x = torch.nn.functional.interpolate(torch.from_numpy(x)[:, None], size=(size, size), mode="bilinear",
-                                                antialias=True)[:, 0].numpy()
-        seg, _ = backend(x[:, None])
-        for j, logit in enumerate(seg[:, 0]):
-            out[i + j] = resize_mask(clean_lung(logit > 0), images.shape[-1])
-    return out
-
-
 def say(text: str) -> None:
     """One line on stdout, between the progress displays (which are on stderr): transfers, resumes, the time
     budget, each epoch's summary."""
     print(text, flush=True)
-
-
-def _crops(cfg: TrainConfig) -> bool:
-    return cfg.stage == "infection" and cfg.model.roi_margin is not None
-
-
-def _load_split(cfg: TrainConfig, split: str, limit: int | None, show: bool) -> ArrayBundle:
-    # Stage 2 needs infection masks; stage 1 prefers the larger lung part when the folder has it.
-    part = "infection" if cfg.stage == "infection" else ("lung" if (cfg.data / LUNG_PART).is_dir() else "auto")
-    index = find_dataset(cfg.data, part=part, splits=(split,))
-    samples = stratified_subset(require_samples(index, (split,), cfg.stage), limit, cfg.seed)
-    bar = ProgressReporter(f"load {split}", unit="img").iterate if show else None
-    return load_arrays(samples, DATA_SIZE if _crops(cfg) else cfg.size, progress=bar)
 
 
 def _transfer(model: SegNet, path: Path) -> dict:
@@ -219,8 +182,8 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     lung_path = cfg.lung_model or shipped_weights("lung")
     lung_model, lung_card = load_model(lung_path) if cfg.stage == "infection" and cfg.roi == "predicted" else (None, {})
 
-    train = _load_split(cfg, cfg.train_split, cfg.max_train, show)
-    val = _load_split(cfg, cfg.val_split, cfg.max_val, show)
+    train = load_split(cfg, cfg.train_split, cfg.max_train, show)
+    val = load_split(cfg, cfg.val_split, cfg.max_val, show)
     train_roi = val_roi = None
     roi_source = "n/a"
     if cfg.stage == "infection":
@@ -235,20 +198,8 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             roi_source = "ground-truth lung masks"
 
     spec = InputSpec.of(cfg.model, cfg.size)
-    train_ds = SegmentationDataset(train, cfg.stage, roi=train_roi, augment=True, seed=cfg.seed + info.rank,
-                                   spec=spec, shifts=cfg.shift_augment)
     val_ds = SegmentationDataset(val, cfg.stage, roi=val_roi, augment=False, spec=spec)
-    sampler = DistributedSampler(train_ds, info.world_size, info.rank, seed=cfg.seed) if info.enabled else None
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        drop_last=len(train_ds) > cfg.batch_size * info.world_size,
-        persistent_workers=cfg.num_workers > 0,
-        pin_memory=device.type == "cuda",
-    )
+    train_loader, sampler = train_batches(cfg, train, train_roi, spec, device, info)
     val_shard = Subset(val_ds, list(range(info.rank, len(val_ds), info.world_size)))
     val_loader = DataLoader(val_shard, batch_size=cfg.batch_size * 2, num_workers=min(cfg.num_workers, 2))
 
@@ -312,7 +263,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         t0 = time.time()
         net.train()
         if sampler is not None:
-            sampler.set_epoch(epoch)
+            sampler.set_epoch(epoch)  # the DistributedSampler's or DeviceBatches' shuffle (and augmentation)
         totals = {"loss": 0.0, "seg_loss": 0.0, "cls_loss": 0.0}
         n_batches = 0
         shown = ProgressReporter(f"{cfg.stage} epoch {epoch + 1}/{planned}", unit="batch", quiet=not show)
