@@ -102,6 +102,32 @@ def train(
         typer.echo(f"best validation Dice {result.best_metric:.4f} at epoch {result.best_epoch}: {result.best_weights}")
 
 
+@app.command("train-classifier")
+def train_classifier(
+    data: Annotated[Path, typer.Option(help="COVID-QU-Ex folder")],
+    out: Annotated[Path, typer.Option(help="run folder: classifier.safetensors and its card, log, last.pt")],
+    epochs: int = 14,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    size: Annotated[int, typer.Option(help="network input size (pixels, square)")] = 128,
+    max_train: Annotated[Optional[int], typer.Option(help="use at most this many training images")] = None,
+    max_val: Annotated[Optional[int], typer.Option(help="use at most this many validation images")] = None,
+    device: str = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+) -> None:
+    """Train the whole-film COVID-19 classifier (an experiment beside stage 2's head; resumes from OUT/last.pt)."""
+    import torch
+
+    from cxrseg.training.classifier import ClassifierTrainConfig, fit_classifier
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, size=size,
+                                max_train=max_train, max_val=max_val, device=device,
+                                command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    typer.echo(f"classifier: {fit_classifier(cfg)}")
+
+
 def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int,
               precision: str = "auto"):
     from cxrseg.inference.pipeline import TwoStagePipeline

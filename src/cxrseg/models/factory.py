@@ -1,4 +1,5 @@
-"""The one place that knows architectures: a MONAI U-Net, optionally with an image-level classifier head."""
+"""The one place that knows architectures: a MONAI U-Net, optionally with an image-level classifier head, and the
+whole-film image classifier (a MONAI DenseNet121)."""
 
 from __future__ import annotations
 
@@ -106,3 +107,13 @@ def split_outputs(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tupl
     if isinstance(out, tuple):
         return out[0], out[1]
     return out, None
+
+
+IMAGE_CLASSIFIER = "monai.networks.nets.DenseNet121"  # the card's architecture type of the whole-film classifier
+
+
+def build_image_classifier() -> nn.Module:
+    """DenseNet121 on one grey channel, one logit out: P(COVID-19) for a whole film (cxrseg.training.classifier)."""
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(spatial_dims=2, in_channels=1, out_channels=1)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from cxrseg._atomic import atomic_path, atomic_write_text
 from cxrseg.errors import CxrsegError
-from cxrseg.models.factory import ModelConfig, SegNet, build_model
+from cxrseg.models.factory import IMAGE_CLASSIFIER, ModelConfig, SegNet, build_image_classifier, build_model
 
 STAGES = ("lung", "infection")
 NORMALISATION = "grayscale in [0, 1]: 8-bit / 255, deeper images min-max stretched (cxrseg.data.io)"
@@ -181,6 +181,32 @@ def load_model(weights: str | Path, map_location: str = "cpu") -> tuple[SegNet, 
         raise CxrsegError(f"{weights}: unreadable checkpoint ({type(e).__name__}: {e})") from e
     model.eval()
     return model, card
+
+
+def save_classifier(path: Path, model: torch.nn.Module, card: dict) -> Path:
+    """Write the whole-film classifier's weights and its card, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"stage": "classifier"})
+    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2, default=str) + "\n")
+    return path
+
+
+def load_classifier(weights: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The classifier and its card; a missing or mismatched file gives one clear :class:`CxrsegError`."""
+    weights = Path(weights)
+    card_file = weights.with_suffix(".json")
+    if not weights.is_file() or not card_file.is_file():
+        raise CxrsegError(f"{weights}: classifier weights or their card {card_file.name} not found")
+    card = json.loads(card_file.read_text())
+    if card.get("architecture", {}).get("type") != IMAGE_CLASSIFIER:
+        raise CxrsegError(f"{weights}: not a cxrseg image classifier (architecture {card.get('architecture')})")
+    model = build_image_classifier()
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except Exception as e:
+        raise CxrsegError(f"{weights}: checkpoint does not match its card ({type(e).__name__})") from e
+    return model.eval(), card
 
 
 def shipped_weights(stage: str) -> Path:
