@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import math
 
 import numpy as np
-from PIL import Image
 
 from cxrseg.data.synthetic import phantom
-
-COLUMNS = ("name", "group", "finding", "view", "width", "height", "license", "patientid")
-FILMS = [  # (name, group folder, finding, label for the phantom, size)
-    ("c1", "covid", "COVID-19", "COVID-19", (150, 130)),
-    ("c2", "covid", "COVID-19", "COVID-19", (128, 128)),
-    ("n-strep", "negative", "Streptococcus", "Non-COVID", (200, 170)),
-    ("n-pcp", "negative", "Pneumocystis", "Non-COVID", (96, 110)),
-    ("n-sars", "negative", "SARS", "Non-COVID", (140, 140)),
-    ("n-normal", "negative", "No Finding", "Normal", (128, 160)),
-]
 
 
 def test_auc_by_hand(benchmark_module):
@@ -43,23 +31,9 @@ def test_groups(benchmark_module):
     assert group_of("negative", "Klebsiella") == "other pneumonia"
 
 
-def _fake_external(root):
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(3)
-    with open(root / "manifest.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for name, group, finding, label, (width, height) in FILMS:
-            (root / group).mkdir(parents=True, exist_ok=True)
-            img = Image.fromarray(phantom(label, 128, rng)[0]).resize((width, height), Image.BILINEAR)
-            img.save(root / group / f"{name}.png")
-            w.writerow([name, group, finding, "PA", width, height, "CC BY 4.0", 1])
-    return root
-
-
-def test_end_to_end(benchmark_module, tiny_models, tmp_path, capsys):
+def test_end_to_end(benchmark_module, tiny_models, tmp_path, capsys, fake_external):
     external = benchmark_module("external")
-    folder = _fake_external(tmp_path / "external")
+    folder = fake_external(tmp_path / "external")
     out = tmp_path / "docs" / "external.md"
     text = external.main(["--external", str(folder), "--lung-model", str(tiny_models[0]), "--infection-model",
                           str(tiny_models[1]), "--backend", "torch", "--per-film", "--out", str(out)])
@@ -82,9 +56,9 @@ def test_end_to_end(benchmark_module, tiny_models, tmp_path, capsys):
         assert len(cells) == 7 and int(cells[1]) == films[g] and 0 <= int(cells[2]) <= films[g]
         assert cells[6] != "n/a"  # opacity extent: from the library's field or recomputed
     per_film = [ln for ln in lines if ln.startswith(("| covid/", "| negative/"))]
-    assert len(per_film) == len(FILMS)
+    assert len(per_film) == len(fake_external.films)
     assert any("| negative/n-sars.png | SARS | SARS | PA | 140x140 |" in ln for ln in per_film)
-    assert captured.err.count("\n") >= len(FILMS)
+    assert captured.err.count("\n") >= len(fake_external.films)
 
 
 def test_opacity_fallbacks(benchmark_module):
