@@ -44,6 +44,8 @@ def test_fit_writes_weights_card_and_log(tmp_path):
     before = (tmp_path / "run" / "last.pt").stat().st_mtime_ns
     fit_classifier(cfg)
     assert (tmp_path / "run" / "last.pt").stat().st_mtime_ns == before
+    with pytest.raises(CxrsegError, match="2-epoch run"):
+        fit_classifier(ClassifierTrainConfig(data=root, out=tmp_path / "run", epochs=3, size=32, progress=False))
 
 
 def test_load_classifier_names_the_problem(tmp_path, tiny_models):

@@ -111,6 +111,9 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
     last = cfg.out / "last.pt"
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=False)
+        if state.get("epochs") != cfg.epochs:
+            raise CxrsegError(f"{last}: is a {state.get('epochs')}-epoch run and the schedule spans the whole run; "
+                              f"resume with --epochs {state.get('epochs')} or use another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -136,7 +139,7 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
         history.append(row)
         with atomic_path(last) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history}, tmp)
+                        "scheduler": scheduler.state_dict(), "epoch": epoch, "epochs": cfg.epochs, "history": history}, tmp)
         atomic_write_text(cfg.out / "log.json", json.dumps(history, indent=2) + "\n")
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss={row['loss']:.4f}, val_auc={row['val_auc']:.4f}, seconds={row['seconds']}")
     card = {
