@@ -109,6 +109,7 @@ def train_classifier(
     epochs: int = 14,
     batch_size: int = 32,
     lr: float = 1e-3,
+    arch: Annotated[str, typer.Option(help="densenet121 (7.0M parameters) or densenet-small (0.67M)")] = "densenet121",
     size: Annotated[int, typer.Option(help="network input size (pixels, square)")] = 128,
     max_train: Annotated[Optional[int], typer.Option(help="use at most this many training images")] = None,
     max_val: Annotated[Optional[int], typer.Option(help="use at most this many validation images")] = None,
@@ -122,7 +123,7 @@ def train_classifier(
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, size=size,
+    cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size,
                                 max_train=max_train, max_val=max_val, device=device,
                                 command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"classifier: {fit_classifier(cfg)}")

@@ -1,5 +1,5 @@
 """The one place that knows architectures: a MONAI U-Net, optionally with an image-level classifier head, and the
-whole-film image classifier (a MONAI DenseNet121)."""
+whole-film image classifier (a MONAI DenseNet)."""
 
 from __future__ import annotations
 
@@ -109,11 +109,20 @@ def split_outputs(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tupl
     return out, None
 
 
-IMAGE_CLASSIFIER = "monai.networks.nets.DenseNet121"  # the card's architecture type of the whole-film classifier
+IMAGE_CLASSIFIER = "monai.networks.nets.DenseNet"  # the card's architecture type of the whole-film classifier
+# name -> MONAI DenseNet settings: the standard DenseNet121 (7.0M parameters) and a small one (0.67M)
+CLASSIFIER_SIZES = {
+    "densenet121": {"init_features": 64, "growth_rate": 32, "block_config": (6, 12, 24, 16)},
+    "densenet-small": {"init_features": 32, "growth_rate": 16, "block_config": (4, 8, 12, 8)},
+}
 
 
-def build_image_classifier() -> nn.Module:
-    """DenseNet121 on one grey channel, one logit out: P(COVID-19) for a whole film (cxrseg.training.classifier)."""
-    from monai.networks.nets import DenseNet121
+def build_image_classifier(arch: str = "densenet121") -> nn.Module:
+    """A MONAI DenseNet on one grey channel, one logit out: P(COVID-19) for a whole film (cxrseg.training.classifier)."""
+    from monai.networks.nets import DenseNet
 
-    return DenseNet121(spatial_dims=2, in_channels=1, out_channels=1)
+    from cxrseg.errors import CxrsegError
+
+    if arch not in CLASSIFIER_SIZES:
+        raise CxrsegError(f"unknown classifier {arch!r}; use one of {', '.join(CLASSIFIER_SIZES)}")
+    return DenseNet(spatial_dims=2, in_channels=1, out_channels=1, **CLASSIFIER_SIZES[arch])

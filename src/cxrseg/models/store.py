@@ -199,9 +199,10 @@ def load_classifier(weights: str | Path) -> tuple[torch.nn.Module, dict]:
     if not weights.is_file() or not card_file.is_file():
         raise CxrsegError(f"{weights}: classifier weights or their card {card_file.name} not found")
     card = json.loads(card_file.read_text())
-    if card.get("architecture", {}).get("type") != IMAGE_CLASSIFIER:
-        raise CxrsegError(f"{weights}: not a cxrseg image classifier (architecture {card.get('architecture')})")
-    model = build_image_classifier()
+    arch = card.get("architecture", {})
+    if arch.get("type") not in (IMAGE_CLASSIFIER, IMAGE_CLASSIFIER + "121"):  # DenseNet121: the first run's card
+        raise CxrsegError(f"{weights}: not a cxrseg image classifier (architecture {arch})")
+    model = build_image_classifier(arch.get("arch", "densenet121"))
     try:
         model.load_state_dict(load_file(str(weights)))
     except Exception as e:

@@ -1,4 +1,4 @@
-"""A whole-film COVID-19 classifier (MONAI DenseNet121), trained as a second opinion beside stage 2's image head.
+"""A whole-film COVID-19 classifier (a MONAI DenseNet), trained as a second opinion beside stage 2's image head.
 
 Stage 2's head sees the lungs' box through the U-Net's bottleneck; this network sees the whole equalised film at
 128x128. On Val the mean of the two probabilities ranks films better than either (docs/experiments.md, row 43).
@@ -45,6 +45,7 @@ class ClassifierTrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    arch: str = "densenet121"  # or "densenet-small" (models.factory.CLASSIFIER_SIZES)
     size: int = 128
     input_norm: str = "equalize"
     shift_augment: bool = True
@@ -104,7 +105,7 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
                             device, shifts=cfg.shift_augment, seed=cfg.seed)
     x_val = classifier_input(val.images.astype(np.float32) / 255.0, cfg.size, cfg.input_norm)
     y_val = val.has_infection()
-    model = build_image_classifier().to(device)
+    model = build_image_classifier(cfg.arch).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=cfg.epochs * len(batches), pct_start=0.15)
     history, start = [], 0
@@ -146,7 +147,7 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
         "name": "cxrseg-classifier",
         "stage": "classifier",
         "task": "P(COVID-19) for the whole film (a second opinion beside stage 2's image-level head)",
-        "architecture": {"type": IMAGE_CLASSIFIER, "in_channels": 1, "input_norm": cfg.input_norm},
+        "architecture": {"type": IMAGE_CLASSIFIER, "arch": cfg.arch, "in_channels": 1, "input_norm": cfg.input_norm},
         "input_size": cfg.size,
         "input": "whole chest X-ray",
         "normalisation": NORMALISATION + ("; then global histogram equalisation" if cfg.input_norm == "equalize" else ""),
