@@ -33,6 +33,7 @@ import numpy as np
 
 from cxrseg.data.io import IMAGE_SUFFIXES, read_xray
 from cxrseg.evaluation.benchmark_io import emit, listed_rows
+from cxrseg.evaluation.metrics import roc_auc
 from cxrseg.inference.pipeline import TwoStagePipeline, resize_batch
 from cxrseg.models.store import describe_weights
 
@@ -82,26 +83,6 @@ def read_manifest(folder: Path) -> list[Film]:
         g = group_of(row["group"], row["finding"])
         films.append(Film(row["name"], path, g, row["finding"], row.get("view", "")))
     return films
-
-
-def roc_auc(scores, positive) -> float:
-    """ROC AUC by the rank (Mann-Whitney) formula, ties given their mean rank; NaN without both classes."""
-    s = np.asarray(scores, float)
-    y = np.asarray(positive, bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), float)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # midranks over runs of equal scores
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def library_opacity_pct(seg) -> float | None:

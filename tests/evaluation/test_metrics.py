@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from cxrseg.evaluation.metrics import (
     iou_per_image,
     pooled_dice,
     pooled_iou,
+    roc_auc,
     summarize,
 )
 
@@ -157,3 +160,17 @@ def test_detection_without_positives_or_negatives():
     assert d["sensitivity"] is None and d["specificity"] == 0.5
     d = detection(np.array([True]), np.array([True]))
     assert d["sensitivity"] == 1.0 and d["specificity"] is None and d["false_positive_rate"] is None
+
+
+def test_roc_auc_by_hand():
+    auc = roc_auc  # ties count a half: against the pairwise definition below
+    assert auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5  # all tied
+    assert auc([0.3, 0.3, 0.7, 0.7], [0, 1, 0, 1]) == 0.5  # each positive ties one negative, beats one, loses to one
+    assert auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert math.isclose(auc([0.1, 0.4, 0.4, 0.8], [0, 0, 1, 1]), 3.5 / 4)  # one tied pair counts a half
+    assert math.isnan(auc([0.1, 0.2], [1, 1]))
+    rng = np.random.default_rng(0)  # against the pairwise definition, with many ties
+    s, y = rng.integers(0, 5, 40).astype(float), rng.random(40) < 0.4
+    pairs = [(1.0 if p > n else 0.5 if p == n else 0.0) for p in s[y] for n in s[~y]]
+    assert math.isclose(auc(s, y), sum(pairs) / len(pairs))

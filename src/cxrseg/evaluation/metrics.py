@@ -125,3 +125,15 @@ def detection(pred_positive: np.ndarray, gt_positive: np.ndarray) -> dict[str, f
         "specificity": tn / (tn + fp) if tn + fp else None,
         "false_positive_rate": fp / (tn + fp) if tn + fp else None,
     }
+
+
+def roc_auc(scores, positive) -> float:
+    """ROC AUC of ``scores`` for the bool labels ``positive``: the Mann-Whitney U over the two classes (ties count a
+    half), so the share of (positive, negative) pairs ranked the right way; NaN without both classes."""
+    from scipy.stats import mannwhitneyu
+
+    s, y = np.asarray(scores, float), np.asarray(positive, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float(mannwhitneyu(s[y], s[~y]).statistic / (n_pos * n_neg))

@@ -28,6 +28,7 @@ from cxrseg.data.covidqu import find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import InputSpec, load_arrays
 from cxrseg.data.normalize import normalize_input
 from cxrseg.errors import CxrsegError
+from cxrseg.evaluation.metrics import roc_auc
 from cxrseg.inference.backends import resolve_device
 from cxrseg.models.factory import IMAGE_CLASSIFIER, build_image_classifier
 from cxrseg.models.store import NORMALISATION, save_classifier, software_versions
@@ -69,16 +70,6 @@ def classifier_input(images: np.ndarray, size: int, norm: str) -> torch.Tensor:
     """(N, 1, size, size) network input from (N, H, W) float32 films in [0, 1]: normalised, then resized."""
     x = torch.from_numpy(normalize_input(images, norm))[:, None]
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """ROC AUC (Mann-Whitney U over the two classes); NaN without both."""
-    from scipy.stats import mannwhitneyu
-
-    pos, neg = scores[positive], scores[~positive]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    return float(mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
 
 
 @torch.inference_mode()
