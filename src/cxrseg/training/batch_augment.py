@@ -1,11 +1,11 @@
 """Augmentation of whole batches on the training device, for GPUs that per-sample CPU workers cannot keep busy.
 
-The per-sample path (:class:`cxrseg.data.dataset.SegmentationDataset` in DataLoader workers) costs about 20 ms of
-CPU per image; on a lent H100 that, not the GPU, set the epoch time (docs/experiments.md, session 4). Here the
-same steps run as tensor ops on a batch, in the same order and with the same distributions: acquisition shifts
-(:mod:`cxrseg.data.shifts`: gamma, window, equalisation, blur, sharpening, noise, down-sampling, JPEG, borders,
-burnt-in text), the input normalisation, flip and a small affine (or brightness/contrast jitter without shifts),
-then stage 2's crop to the lungs' box and its two-channel or masked input. The training set itself lives on the
+The per-sample path (:class:`cxrseg.data.dataset.SegmentationDataset` in DataLoader workers) costs about 5 ms of
+CPU per image; on a lent H100 the epochs ran at the pace of those workers (docs/experiments.md, session 4). Here
+the same steps run as tensor ops on a batch, in the same order and with the same distributions: acquisition
+shifts (:mod:`cxrseg.data.shifts`: gamma, window, equalisation, blur, sharpening, noise, down-sampling, JPEG,
+borders, burnt-in text), the input normalisation, flip and a small affine (or brightness/contrast jitter without
+shifts), then stage 2's crop to the lungs' box and its two-channel or masked input. The training set itself lives on the
 device (:class:`DeviceBatches`), so an epoch moves no data between host and device.
 """
 
