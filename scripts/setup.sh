@@ -11,6 +11,8 @@ python -m pip install -q --upgrade pip
 # torch first, pinned: this exact version is a CPU build on this machine's disk (see README).
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[test]"
+# The shipped models' ONNX files are derived from their weights (not in git): write them beside the weights.
+python -m cxrseg.export
 if [ "${1:-}" = "--browser" ]; then
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

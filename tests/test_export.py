@@ -47,3 +47,21 @@ def test_exported_graph_has_no_prelu_and_matches_torch(tmp_path):
         ref_seg, ref_logit = model(torch.from_numpy(x))
     np.testing.assert_allclose(seg, ref_seg.numpy(), atol=1e-4)
     np.testing.assert_allclose(logit, ref_logit.numpy(), atol=1e-4)
+
+
+def test_missing_onnx_is_exported_once_into_the_cache(tmp_path, monkeypatch):
+    from cxrseg.inference.pipeline import onnx_path_for
+    from cxrseg.models.store import weights_digest
+
+    model = _model(classifier=False)
+    weights = tmp_path / "w" / "lung.safetensors"
+    weights.parent.mkdir()
+    save_model(weights, model, default_card("lung", model.config, 32))
+    monkeypatch.setenv("CXRSEG_CACHE", str(tmp_path / "cache"))
+    first = onnx_path_for(weights)
+    assert first == tmp_path / "cache" / "onnx" / f"lung-{weights_digest(weights)}.onnx" and first.is_file()
+    stamp = first.stat().st_mtime_ns
+    assert onnx_path_for(weights) == first and first.stat().st_mtime_ns == stamp  # reused, not exported again
+    beside = weights.with_suffix(".onnx")
+    beside.write_bytes(first.read_bytes())
+    assert onnx_path_for(weights) == beside  # a file beside the weights wins

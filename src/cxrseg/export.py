@@ -1,4 +1,9 @@
-"""Export models to ONNX for onnxruntime: dynamic batch, fixed model size, one or two outputs."""
+"""Export models to ONNX for onnxruntime: dynamic batch, fixed model size, one or two outputs.
+
+The shipped models' .onnx files are derived from their .safetensors (the export is byte-for-byte reproducible),
+so they are not kept in git: ``scripts/setup.sh`` writes them beside the weights (``python -m cxrseg.export``),
+and :func:`cxrseg.inference.pipeline.onnx_path_for` exports and caches one when it is missing.
+"""
 
 from __future__ import annotations
 
@@ -49,3 +54,21 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
             dynamo=False,
         )
     return out
+
+
+def export_shipped() -> list[Path]:
+    """Write ``<stage>.onnx`` beside each shipped model where it is missing or older than the weights."""
+    from cxrseg.models.store import STAGES, shipped_weights
+
+    written = []
+    for stage in STAGES:
+        weights = shipped_weights(stage)
+        target = weights.with_suffix(".onnx")
+        if not target.is_file() or target.stat().st_mtime < weights.stat().st_mtime:
+            written.append(export_onnx(weights, target))
+    return written
+
+
+if __name__ == "__main__":
+    done = export_shipped()
+    print("ONNX of the shipped models: " + (", ".join(p.name for p in done) + " written" if done else "up to date"))

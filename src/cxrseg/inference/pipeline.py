@@ -10,6 +10,7 @@ resolution rather than blocky 256-pixel steps.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,11 +258,18 @@ def _to_full(maps: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int,
 
 
 def onnx_path_for(weights: Path) -> Path:
-    """The .onnx beside ``weights`` if present, else one exported now into a temporary folder."""
+    """The .onnx beside ``weights`` if present, else one exported once into the user's cache (keyed by the
+    weights' digest; ``CXRSEG_CACHE`` or ``~/.cache/cxrseg``), or a temporary folder where that is not writable."""
     beside = weights.with_suffix(".onnx")
     if beside.is_file():
         return beside
     from cxrseg.export import export_onnx
+    from cxrseg.models.store import weights_digest
 
-    out = Path(tempfile.mkdtemp(prefix="cxrseg-onnx-")) / (weights.stem + ".onnx")
-    return export_onnx(weights, out)
+    cache = Path(os.environ.get("CXRSEG_CACHE", Path.home() / ".cache" / "cxrseg")) / "onnx"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = Path(tempfile.mkdtemp(prefix="cxrseg-onnx-"))
+    out = cache / f"{weights.stem}-{weights_digest(weights)}.onnx"
+    return out if out.is_file() else export_onnx(weights, out)
