@@ -30,7 +30,8 @@ from cxrseg.evaluation.tune import _score_grid
 from cxrseg.inference.pipeline import TwoStagePipeline, resize_batch
 from cxrseg.models.store import describe_weights, load_classifier, weights_digest
 from cxrseg.evaluation.metrics import roc_auc
-from cxrseg.training.classifier import classifier_input, predict_probability
+from cxrseg.inference.decision import classifier_input
+from cxrseg.training.classifier import predict_probability
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)  # cxrseg.evaluation.tune's grid

@@ -130,11 +130,15 @@ def train_classifier(
 
 
 def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int,
-              precision: str = "auto"):
+              precision: str = "auto", classifier: Optional[Path] = None):
     from cxrseg.inference.pipeline import TwoStagePipeline
 
     return TwoStagePipeline.from_pretrained(lung, infection, backend=backend, device=device, tta=tta, batch_size=batch_size,
-                                            precision=precision)
+                                            precision=precision, classifier=classifier)
+
+
+ClassifierOpt = Annotated[Optional[Path], typer.Option(
+    "--classifier", help="whole-film classifier (cxrseg train-classifier) averaged with stage 2's head: an experiment")]
 
 
 LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 weights (default: shipped)")]
@@ -180,6 +184,7 @@ def predict(
     covid_status: Annotated[str, typer.Option(help="unknown (the model judges COVID-19-likeness) or positive "
                                                    "(confirmed: no veto, grades from the opacity alone)")] = "unknown",
     crop_borders: BordersOpt = False,
+    classifier: ClassifierOpt = None,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -190,7 +195,7 @@ def predict(
 
     if covid_status not in COVID_STATUSES:
         _fail(f"--covid-status must be one of {', '.join(COVID_STATUSES)}, not {covid_status!r}")
-    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier)
     pipe.covid_status, pipe.crop_borders = covid_status, crop_borders
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
@@ -275,12 +280,13 @@ def evaluate(
     tta: bool = False,
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
     crop_borders: BordersOpt = False,
+    classifier: ClassifierOpt = None,
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
     from cxrseg.evaluation.report import markdown, write_report
 
-    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision)
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier)
     pipe.crop_borders = crop_borders
     run = run_evaluation(pipe, data, split, max_images, progress=ProgressReporter(f"evaluate {split}", unit="batch").iterate)
     paths = write_report(run, out)
@@ -297,11 +303,13 @@ def tune(
     max_negative_rate: Annotated[float, typer.Option(help="at most this share of empty-mask images flagged")] = 0.05,
     write: Annotated[bool, typer.Option(help="store the chosen thresholds in the model card")] = True,
     tta: Annotated[bool, typer.Option(help="tune for flip TTA: stored apart, used by --tta runs")] = False,
+    classifier: Annotated[Optional[Path], typer.Option(
+        "--classifier", help="tune the head averaged with this whole-film classifier; stored in its card")] = None,
 ) -> None:
     """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card."""
     from cxrseg.evaluation.tune import tune_infection, write_thresholds
 
-    pipe = _pipeline(lung_model, infection_model, "torch", "auto", tta, 32)
+    pipe = _pipeline(lung_model, infection_model, "torch", "auto", tta, 32, classifier=classifier)
     result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=ProgressReporter("tune", unit="setting").iterate)
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
@@ -314,8 +322,9 @@ def tune(
     typer.echo(f"chosen: {result.best} (per-image mean Dice on images with infection {result.objective:.4f})")
     typer.echo(f"without the image-level veto (a perfect image classifier) that Dice could reach {result.ceiling:.4f}")
     if write:
-        write_thresholds(infection_model, result, split, tta=tta)
-        typer.echo(f"stored in {infection_model.with_suffix('.json')}" + (" (its 'tta' block)" if tta else ""))
+        target = classifier or infection_model  # the decision belongs to the model(s) that make it
+        write_thresholds(target, result, split, tta=tta)
+        typer.echo(f"stored in {target.with_suffix('.json')}" + (" (its 'tta' block)" if tta else ""))
 
 
 @app.command()

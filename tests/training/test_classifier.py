@@ -12,11 +12,8 @@ from cxrseg.data.synthetic import make_synthetic_covidqu
 from cxrseg.errors import CxrsegError
 from cxrseg.models.factory import build_image_classifier
 from cxrseg.models.store import load_classifier
-from cxrseg.training.classifier import (
-    ClassifierTrainConfig,
-    classifier_input,
-    fit_classifier,
-)
+from cxrseg.inference.decision import classifier_input
+from cxrseg.training.classifier import ClassifierTrainConfig, fit_classifier
 
 
 def test_fit_writes_weights_card_and_log(tmp_path):

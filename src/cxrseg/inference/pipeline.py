@@ -26,6 +26,7 @@ from cxrseg.data.normalize import normalize_input
 from cxrseg.data.roi import crop_resize, lung_box, paste_back
 from cxrseg.errors import CxrsegError
 from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, choose, run_batched
+from cxrseg.inference.decision import FilmClassifier, combine
 from cxrseg.inference.postprocess import clean_infection, clean_lung, split_lungs
 from cxrseg.inference.result import Segmentation
 from cxrseg.inference.severity import lung_densities, severity
@@ -70,6 +71,7 @@ class TwoStagePipeline:
         batch_size: int = 8,
         covid_status: str = "unknown",
         crop_borders: bool = False,
+        classifier: FilmClassifier | None = None,
     ) -> None:
         if covid_status not in COVID_STATUSES:
             raise CxrsegError(f"unknown COVID-19 status {covid_status!r}; use one of {', '.join(COVID_STATUSES)}")
@@ -87,8 +89,12 @@ class TwoStagePipeline:
         # (docs/experiments.md), since the models were trained on films with their bands.
         self.crop_borders = crop_borders
         self.lung_threshold = float(lung_card.get("threshold", 0.5))
-        # TTA averages two predictions, which shifts the probabilities: its own tuned decision, where the card has one.
-        decision = infection_card.get("tta", infection_card) if tta else infection_card
+        # An optional whole-film classifier averaged with the head (cxrseg.inference.decision); thresholds tuned with it
+        # live in its card. TTA averages two predictions, which shifts the probabilities: its own tuned decision, where
+        # the card has one.
+        self.classifier = classifier
+        source = classifier.card if classifier is not None and classifier.has_decision else infection_card
+        decision = source.get("tta", source) if tta else source
         self.infection_threshold = float(decision.get("threshold", 0.5))
         t = decision.get("image_threshold")
         self.image_threshold = None if t is None else float(t)
@@ -111,6 +117,7 @@ class TwoStagePipeline:
         precision: str = "auto",
         covid_status: str = "unknown",
         crop_borders: bool = False,
+        classifier: str | Path | None = None,
     ) -> TwoStagePipeline:
         """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto', in 'fp32', 'bf16'
         or 'auto' precision.
@@ -127,8 +134,11 @@ class TwoStagePipeline:
             backends = [TorchBackend(load_model(p)[0], device, precision=precision) for p in paths]
         else:
             backends = [OnnxBackend(onnx_path_for(p), threads=threads) for p in paths]
+        film = None
+        if classifier is not None:  # PyTorch in either backend: bf16 where the stages run bf16, else fp32
+            film = FilmClassifier(classifier, backends[0].device if backend == "torch" else "cpu", precision)
         return cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status,
-                   crop_borders=crop_borders)
+                   crop_borders=crop_borders, classifier=film)
 
     # -- model-size core, shared by predict() and evaluation -------------------------------------
     def _probs(self, backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -181,6 +191,8 @@ class TwoStagePipeline:
         """Both stages on (N, S, S) float32 images in [0, 1] at the model size (``covid_status``: see predict)."""
         lung_prob, lung = self.lungs(images)
         inf_prob, image_prob, unc = self._stage2(images, lung)
+        if self.classifier is not None and len(images):
+            image_prob = combine(image_prob, self.classifier(images, self.tta))
         vetoed = np.zeros(len(images), bool)
         if image_prob is not None and self.image_threshold is not None and self._status(covid_status) == "unknown":
             vetoed = image_prob < self.image_threshold

@@ -17,11 +17,16 @@ RUN_JSON = "run.json"
 
 
 def run_info(pipeline, weights: dict[str, Path], command: str | None = None) -> dict:
-    """The record of one predict run: ``weights`` maps 'lung' and 'infection' to the weights files used."""
+    """The record of one predict run: ``weights`` maps 'lung' and 'infection' to the weights files used (and the
+    pipeline's whole-film classifier is added when it has one)."""
     from cxrseg import __version__
     from cxrseg.models.store import weights_digest
 
     cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+    classifier = getattr(pipeline, "classifier", None)  # the optional second opinion (cxrseg.inference.decision)
+    if classifier is not None:
+        cards["classifier"] = classifier.card
+        weights = {**weights, "classifier": classifier.weights}
     models = {}
     for stage, path in weights.items():
         entry = {"weights": str(path), "card": cards.get(stage, {})}

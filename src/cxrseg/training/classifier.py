@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from cxrseg._atomic import atomic_path, atomic_write_text
 from cxrseg.data.covidqu import find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import InputSpec, load_arrays
-from cxrseg.data.normalize import normalize_input
 from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.metrics import roc_auc
 from cxrseg.inference.backends import resolve_device
+from cxrseg.inference.decision import classifier_input
 from cxrseg.models.factory import IMAGE_CLASSIFIER, build_image_classifier
 from cxrseg.models.store import NORMALISATION, save_classifier, software_versions
 from cxrseg.progress import ProgressReporter
@@ -64,12 +64,6 @@ class ClassifierTrainConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         if self.epochs < 1 or self.batch_size < 1:
             raise CxrsegError("epochs and batch size must be at least 1")
-
-
-def classifier_input(images: np.ndarray, size: int, norm: str) -> torch.Tensor:
-    """(N, 1, size, size) network input from (N, H, W) float32 films in [0, 1]: normalised, then resized."""
-    x = torch.from_numpy(normalize_input(images, norm))[:, None]
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 @torch.inference_mode()

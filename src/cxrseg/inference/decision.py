@@ -1,0 +1,63 @@
+"""An optional second opinion for the image-level decision: a whole-film classifier's P(COVID-19), averaged with
+stage 2's head.
+
+On COVID-QU-Ex Val the mean ranks films better than the head alone (ROC AUC 0.990 against 0.985) and, with the
+thresholds retuned, keeps 15 more COVID-19 films from the veto at the same false-alarm rate (docs/experiments.md,
+rows 43-47); on films from elsewhere it is at chance, like the head. Trained by ``cxrseg train-classifier``; a
+pipeline uses it with ``--classifier W``. When ``cxrseg tune --classifier W`` has stored thresholds in W's card,
+the pipeline takes its decision (pixel and image thresholds, minimum area) from there: they were tuned for the mean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cxrseg.data.normalize import normalize_input
+from cxrseg.models.store import load_classifier
+
+
+def classifier_input(images: np.ndarray, size: int, norm: str) -> torch.Tensor:
+    """(N, 1, size, size) network input from (N, H, W) float32 films in [0, 1]: normalised, then resized."""
+    x = torch.from_numpy(normalize_input(images, norm))[:, None]
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+class FilmClassifier:
+    """P(COVID-19) for whole films from the weights of ``cxrseg train-classifier``, in fp32 or bf16 autocast."""
+
+    def __init__(self, weights: str | Path, device: torch.device | str = "cpu", precision: str = "fp32",
+                 batch_size: int = 32) -> None:
+        self.weights = Path(weights)
+        model, self.card = load_classifier(weights)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.size = int(self.card["input_size"])
+        self.norm = self.card.get("architecture", {}).get("input_norm", "none")
+        self.precision, self.batch_size = precision, batch_size
+
+    @property
+    def has_decision(self) -> bool:
+        """Did ``cxrseg tune --classifier`` store thresholds for the averaged decision in this card?"""
+        return self.card.get("image_threshold") is not None
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N,) probabilities for (N, H, W) float32 films in [0, 1]; with ``tta`` the mean with the mirrored film."""
+        x = classifier_input(images, self.size, self.norm)
+        out = []
+        for i in range(0, len(x), self.batch_size):
+            batch = x[i : i + self.batch_size].to(self.device)
+            views = [batch, batch.flip(-1)] if tta else [batch]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                p = sum(torch.sigmoid(self.model(v).float()[:, 0]) for v in views) / len(views)
+            out.append(p.cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def combine(head: np.ndarray | None, film: np.ndarray) -> np.ndarray:
+    """The averaged P(COVID-19): the mean of the head's and the classifier's, or the classifier's without a head."""
+    return film if head is None else (head + film) / 2
