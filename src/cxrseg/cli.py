@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cxrseg.cli_train import _fail, train, train_classifier
 from cxrseg.errors import CxrsegError
 from cxrseg.progress import ProgressReporter
 
@@ -25,108 +26,9 @@ def _root() -> None:
     """cxrseg: segment lungs and COVID-19 infection in chest X-rays."""
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _parse_channels(text: str) -> tuple[int, ...]:
-    try:
-        ch = tuple(int(c) for c in text.split(","))
-    except ValueError:
-        _fail(f"--channels must be comma-separated integers, not {text!r}")
-    if len(ch) < 2 or min(ch) < 1:
-        _fail("--channels needs at least two positive sizes, e.g. 16,32,64,128,256")
-    return ch
-
-
-@app.command()
-def train(
-    stage: Annotated[str, typer.Argument(help="'lung' (stage 1) or 'infection' (stage 2)")],
-    data: Annotated[Path, typer.Option(help="COVID-QU-Ex folder")],
-    out: Annotated[Path, typer.Option(help="run folder: checkpoints, logs, best model")],
-    epochs: int = 20,
-    batch_size: int = 16,
-    lr: float = 2e-3,
-    seed: int = 0,
-    size: Annotated[int, typer.Option(help="model input size (pixels, square)")] = 256,
-    loss: Annotated[str, typer.Option(help="bce_dice, bce_dice_per_image, focal_jaccard or focal_tversky")] = "bce_dice",
-    channels: Annotated[str, typer.Option(help="U-Net channels per level")] = "16,32,64,128,256",
-    res_units: int = 2,
-    classifier: Annotated[Optional[bool], typer.Option("--classifier/--no-classifier", help="image-level head (default: on for infection)")] = None,
-    roi: Annotated[str, typer.Option(help="stage-2 ROI from 'predicted' stage-1 masks or 'ground_truth'")] = "predicted",
-    lung_model: Annotated[Optional[Path], typer.Option(help="stage-1 weights for --roi predicted (default: shipped)")] = None,
-    init_from: Annotated[Optional[Path], typer.Option(help="start from these weights, e.g. stage 1 (transfer)")] = None,
-    class_loss_weight: Annotated[float, typer.Option(help="weight of the image-level head's loss (stage 2)")] = 0.5,
-    max_train: Annotated[Optional[int], typer.Option(help="use at most this many training images")] = None,
-    max_val: Annotated[Optional[int], typer.Option(help="use at most this many validation images")] = None,
-    workers: int = 0,
-    device: str = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="continue from OUT/last.pt if present")] = True,
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where supported), bf16 or fp32")] = "auto",
-    input_norm: Annotated[str, typer.Option(help="input normalisation: none or equalize (histogram)")] = "none",
-    roi_input: Annotated[str, typer.Option(help="stage 2: 'masked' (X-ray x lungs) or 'image_and_mask' (2 channels)")] = "masked",
-    roi_margin: Annotated[Optional[float], typer.Option(help="stage 2: crop to the lungs' box + this margin (e.g. 0.08)")] = None,
-    shift_augment: Annotated[bool, typer.Option(help="random acquisition shifts: gamma, window, blur, noise, JPEG, ...")] = False,
-    batch_augment: Annotated[bool, typer.Option(help="keep the training set on the device and augment whole batches there (for a GPU that per-sample workers cannot feed)")] = False,
-    ema: Annotated[Optional[float], typer.Option(help="validate and save an EMA of the weights with this decay")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="seconds: fit the epochs to this, timed on epoch 1")] = None,
-) -> None:
-    """Train one stage; resumes an interrupted run from OUT/last.pt."""
-    import torch
-
-    from cxrseg.models.factory import ModelConfig
-    from cxrseg.training import TrainConfig, fit
-
-    if threads:
-        torch.set_num_threads(threads)
-    model = ModelConfig(
-        channels=_parse_channels(channels),
-        num_res_units=res_units,
-        classifier=(stage == "infection") if classifier is None else classifier,
-        input_norm=input_norm,
-        roi_input=roi_input,
-        roi_margin=roi_margin,
-    )
-    cfg = TrainConfig(
-        stage=stage, data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, size=size,
-        loss=loss, model=model, roi=roi, lung_model=lung_model, init_from=init_from,
-        class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
-        device=device, resume=resume, precision=precision, shift_augment=shift_augment, ema=ema,
-        time_budget_s=time_budget, batch_augment=batch_augment,
-        command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
-    result = fit(cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(f"best validation Dice {result.best_metric:.4f} at epoch {result.best_epoch}: {result.best_weights}")
-
-
-@app.command("train-classifier")
-def train_classifier(
-    data: Annotated[Path, typer.Option(help="COVID-QU-Ex folder")],
-    out: Annotated[Path, typer.Option(help="run folder: classifier.safetensors and its card, log, last.pt")],
-    epochs: int = 14,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    arch: Annotated[str, typer.Option(help="densenet121 (7.0M parameters) or densenet-small (0.67M)")] = "densenet121",
-    size: Annotated[int, typer.Option(help="network input size (pixels, square)")] = 128,
-    max_train: Annotated[Optional[int], typer.Option(help="use at most this many training images")] = None,
-    max_val: Annotated[Optional[int], typer.Option(help="use at most this many validation images")] = None,
-    device: str = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
-) -> None:
-    """Train the whole-film COVID-19 classifier (an experiment beside stage 2's head; resumes from OUT/last.pt)."""
-    import torch
-
-    from cxrseg.training.classifier import ClassifierTrainConfig, fit_classifier
-
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size,
-                                max_train=max_train, max_val=max_val, device=device,
-                                command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    typer.echo(f"classifier: {fit_classifier(cfg)}")
+# The training verbs live in cli_train.py, registered here so that `cxrseg --help` lists every verb.
+app.command()(train)
+app.command("train-classifier")(train_classifier)
 
 
 def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int,
