@@ -26,12 +26,11 @@ import torch
 from cxrseg.data.covidqu import find_dataset, require_samples
 from cxrseg.data.dataset import load_arrays
 from cxrseg.evaluation.benchmark_io import emit
+from cxrseg.evaluation.metrics import roc_auc
 from cxrseg.evaluation.tune import _score_grid
+from cxrseg.inference.decision import FilmClassifier
 from cxrseg.inference.pipeline import TwoStagePipeline, resize_batch
 from cxrseg.models.store import describe_weights, load_classifier, weights_digest
-from cxrseg.evaluation.metrics import roc_auc
-from cxrseg.inference.decision import classifier_input
-from cxrseg.training.classifier import predict_probability
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)  # cxrseg.evaluation.tune's grid
@@ -41,9 +40,7 @@ IMAGE_THRESHOLDS = [None] + [round(0.1 + 0.025 * i, 3) for i in range(35)]
 
 def classifier_probability(weights: Path, images: np.ndarray) -> np.ndarray:
     """P(COVID-19) of the classifier for (N, 256, 256) float32 films in [0, 1] (fp32)."""
-    model, card = load_classifier(weights)
-    x = classifier_input(images, int(card["input_size"]), card["architecture"].get("input_norm", "none"))
-    return predict_probability(model, x, torch.device("cpu"), None)
+    return FilmClassifier(weights)(images)
 
 
 def inference_ms(weights: Path, repeats: int = 10) -> dict[str, float]:

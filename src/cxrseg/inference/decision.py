@@ -26,6 +26,22 @@ def classifier_input(images: np.ndarray, size: int, norm: str) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
+@torch.inference_mode()
+def film_probabilities(model: torch.nn.Module, x: torch.Tensor, device: torch.device, bf16: bool = False,
+                       batch_size: int = 32, tta: bool = False) -> np.ndarray:
+    """(N,) sigmoid outputs of ``model`` on the inputs ``x`` (N, 1, S, S), in batches, under bf16 autocast when asked;
+    with ``tta`` the mean with the mirrored input. Used by the pipeline and by the trainer's validation."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size].to(device)
+        views = [batch, batch.flip(-1)] if tta else [batch]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            p = sum(torch.sigmoid(model(v).float()[:, 0]) for v in views) / len(views)
+        out.append(p.cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
 class FilmClassifier:
     """P(COVID-19) for whole films from the weights of ``cxrseg train-classifier``, in fp32 or bf16 autocast."""
 
@@ -44,18 +60,10 @@ class FilmClassifier:
         """Did ``cxrseg tune --classifier`` store thresholds for the averaged decision in this card?"""
         return self.card.get("image_threshold") is not None
 
-    @torch.inference_mode()
     def __call__(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N,) probabilities for (N, H, W) float32 films in [0, 1]; with ``tta`` the mean with the mirrored film."""
         x = classifier_input(images, self.size, self.norm)
-        out = []
-        for i in range(0, len(x), self.batch_size):
-            batch = x[i : i + self.batch_size].to(self.device)
-            views = [batch, batch.flip(-1)] if tta else [batch]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                p = sum(torch.sigmoid(self.model(v).float()[:, 0]) for v in views) / len(views)
-            out.append(p.cpu())
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        return film_probabilities(self.model, x, self.device, self.precision == "bf16", self.batch_size, tta)
 
 
 def combine(head: np.ndarray | None, film: np.ndarray) -> np.ndarray:

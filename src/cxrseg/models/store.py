@@ -188,17 +188,16 @@ def save_classifier(path: Path, model: torch.nn.Module, card: dict) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"stage": "classifier"})
-    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2, default=str) + "\n")
+    atomic_write_text(card_path(path), json.dumps(card, indent=2, default=str) + "\n")
     return path
 
 
 def load_classifier(weights: str | Path) -> tuple[torch.nn.Module, dict]:
     """The classifier and its card; a missing or mismatched file gives one clear :class:`CxrsegError`."""
     weights = Path(weights)
-    card_file = weights.with_suffix(".json")
-    if not weights.is_file() or not card_file.is_file():
-        raise CxrsegError(f"{weights}: classifier weights or their card {card_file.name} not found")
-    card = json.loads(card_file.read_text())
+    if not weights.is_file():
+        raise CxrsegError(f"{weights}: classifier weights not found")
+    card = read_card(weights)  # names a missing or unreadable card
     arch = card.get("architecture", {})
     if arch.get("type") not in (IMAGE_CLASSIFIER, IMAGE_CLASSIFIER + "121"):  # DenseNet121: the first run's card
         raise CxrsegError(f"{weights}: not a cxrseg image classifier (architecture {arch})")

@@ -29,7 +29,7 @@ from cxrseg.data.dataset import InputSpec, load_arrays
 from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.metrics import roc_auc
 from cxrseg.inference.backends import resolve_device
-from cxrseg.inference.decision import classifier_input
+from cxrseg.inference.decision import classifier_input, film_probabilities
 from cxrseg.models.factory import IMAGE_CLASSIFIER, build_image_classifier
 from cxrseg.models.store import NORMALISATION, save_classifier, software_versions
 from cxrseg.progress import ProgressReporter
@@ -64,16 +64,6 @@ class ClassifierTrainConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         if self.epochs < 1 or self.batch_size < 1:
             raise CxrsegError("epochs and batch size must be at least 1")
-
-
-@torch.inference_mode()
-def predict_probability(model: torch.nn.Module, x: torch.Tensor, device: torch.device, dtype, batch: int = 64) -> np.ndarray:
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch):
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            out.append(torch.sigmoid(model(x[i : i + batch].to(device)).float()[:, 0]).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
 def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
@@ -119,7 +109,7 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
             optimizer.step()
             scheduler.step()
             total += loss.item()
-        p = predict_probability(model, x_val, device, dtype)
+        p = film_probabilities(model, x_val, device, bf16=dtype is not None, batch_size=64)
         row = {"epoch": epoch + 1, "loss": total / max(1, len(batches)), "val_auc": roc_auc(p, y_val),
                "seconds": round(time.time() - t0, 1)}
         history.append(row)
