@@ -6,7 +6,7 @@
 #          tar -czf .gpu/data.tgz -C .gpu data && rm -r .gpu/data
 #          python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #              --implementation cp --platform manylinux2014_x86_64 -d .whl monai==1.6.1
-#   there: bash scripts/gpu_train.sh 360          (device run, carry [".gpu", ".whl"], timeout_s 560)
+#   there: bash scripts/gpu_train.sh 370          (device run, carry [".gpu", ".whl"], timeout_s 600)
 #   smoke: SMOKE=1 OUT=/tmp/out bash scripts/gpu_train.sh 20    (here, on the CPU: tiny runs, same code path)
 #
 # Each run gets BUDGET seconds of training (the schedule is fitted to it after epoch 1) and a hard stop at
@@ -53,7 +53,7 @@ if [ "${PHASE:-}" = "continue" ]; then
         [inf-32-2ch-b]="${RUN[inf-32-2ch]} --init-from $RUNS/inf-32-2ch/best.safetensors" )
 fi
 # What the batch augmentation costs here, against one per-sample worker (a few seconds).
-[ -z "${SMOKE:-}" ] && timeout 60 python3 benchmarks/augment_speed.py --device cuda --data "$DATA" --repeats 3
+[ -z "${SMOKE:-}" ] && timeout 30 python3 benchmarks/augment_speed.py --device cuda --data "$DATA" --repeats 3
 start=$(date +%s)
 for name in "${!RUN[@]}"; do
   # shellcheck disable=SC2086
@@ -63,12 +63,13 @@ done
 wait
 echo "all runs ended after $(( $(date +%s) - start )) s"
 # Throughput of each trained network on this GPU: bf16 autocast, batch 64, forward only (issue #13's GPU row).
-timeout 90 python3 - "$RUNS" <<'PY' || true
+timeout 45 python3 - "$RUNS" <<'PY' || true
 import sys, time, json, pathlib, torch
 from cxrseg.models.store import load_model
 if not torch.cuda.is_available():
     sys.exit(0)
-for w in sorted(pathlib.Path(sys.argv[1]).glob("*/best.safetensors")):
+shipped = sorted(pathlib.Path("src/cxrseg/models/weights").glob("*.safetensors"))
+for w in shipped + sorted(pathlib.Path(sys.argv[1]).glob("*/best.safetensors")):
     model, card = load_model(w)
     model = model.cuda().eval().to(memory_format=torch.channels_last)
     s = int(card["input_size"])
@@ -78,13 +79,15 @@ for w in sorted(pathlib.Path(sys.argv[1]).glob("*/best.safetensors")):
         torch.cuda.synchronize(); t = time.perf_counter()
         for _ in range(20): model(x)
         torch.cuda.synchronize(); dt = time.perf_counter() - t
-    print(f"throughput {w.parent.name}: {20 * 64 / dt:.0f} images/s ({torch.cuda.get_device_name(0)}, bf16, batch 64, {s}x{s})")
+    print(f"throughput {w.stem if w in shipped else w.parent.name}: {20 * 64 / dt:.0f} images/s ({torch.cuda.get_device_name(0)}, bf16, batch 64, {s}x{s})")
 PY
 for name in "${!RUN[@]}"; do
   echo "== $name: ${RUN[$name]}"
   grep -E "^(epoch|time budget|best validation|error|Traceback)" "$RUNS/$name.log" | tail -n 4
   tail -n 3 "$RUNS/$name.log" | grep -iE "error|exception" || true
   cp "$RUNS/$name.log" "$RUNS/$name/train.log" 2>/dev/null
-  tar -czf "$OUT/$name.tgz" -C "$RUNS" --exclude=last.pt "$name" 2>/dev/null || echo "no files for $name"
+  # A file comes back only under 16 MiB: the 32-512 network's archive (24 MB) travels in parts (cat them to join).
+  tar -czf "$RUNS/$name.tgz" -C "$RUNS" --exclude=last.pt "$name" 2>/dev/null || echo "no files for $name"
+  [ -f "$RUNS/$name.tgz" ] && split -b 15m -d "$RUNS/$name.tgz" "$OUT/$name.tgz.part"
 done
 ls -la "$OUT"
