@@ -254,3 +254,13 @@ def test_bf16_precision_is_recorded_and_bad_options_are_clear(tmp_path):
         ModelConfig(roi_input="stacked")
     with pytest.raises(CxrsegError, match="normalisation"):
         ModelConfig(input_norm="zscore")
+
+
+def test_time_budget_is_refitted_on_the_second_epoch():
+    """A slow first epoch (warm-up) sets a cautious plan; the second epoch's pace sets the final one, capped."""
+    from cxrseg.training.loop import epochs_within
+
+    assert epochs_within(370, [22.9], 2000) == 16
+    assert epochs_within(370, [22.9, 7.0], 2000) == 2 + int((370 - 29.9) // 7.0)  # 50
+    assert epochs_within(370, [22.9, 7.0], 30) == 30  # never past --epochs
+    assert epochs_within(10, [22.9, 7.0], 2000) == 2  # over budget already: stop after the epochs done
