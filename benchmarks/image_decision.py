@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--out", type=Path, default=None, help="also write the output here (Markdown)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    pipe = TwoStagePipeline.from_pretrained(backend="torch")  # fp32, as cxrseg tune
+    pipe = TwoStagePipeline.from_pretrained(backend="torch", classifier="none")  # the head alone, fp32, as cxrseg tune
     index = find_dataset(a.data, part="infection", splits=(a.split,))
     bundle = load_arrays(require_samples(index, (a.split,), "infection"), pipe.size)
     images = bundle.images.astype(np.float32) / 255.0

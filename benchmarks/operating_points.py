@@ -23,11 +23,14 @@ def main() -> None:
     ap.add_argument("--lung-model", default=None)
     ap.add_argument("--infection-model", default=None)
     ap.add_argument("--limits", default="0.03,0.05,0.07,0.10")
+    ap.add_argument("--classifier", default="auto",
+                    help="whole-film classifier averaged with the head: auto (shipped, with the shipped stage 2), none, or weights")
     a = ap.parse_args()
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend="torch", precision="fp32",
-                                            batch_size=16)
+                                            batch_size=16, classifier=a.classifier)
     result = tune_infection(pipe, a.data, a.split)
-    print(f"models: lung {a.lung_model or 'shipped'}, infection {a.infection_model or 'shipped'}; {a.split}")
+    film = pipe.classifier.weights if pipe.classifier is not None else "none (the head alone)"
+    print(f"models: lung {a.lung_model or 'shipped'}, infection {a.infection_model or 'shipped'}, classifier {film}; {a.split}")
     print("| negatives flagged at most | best COVID-19 Dice (all-images, flagged, setting) "
           "| best all-images Dice (COVID-19, flagged, setting) |")
     print("|---:|---|---|")

@@ -146,12 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     if a.update_cards:
         args = sys.argv[1:] if argv is None else argv
         command = "python benchmarks/quality.py " + " ".join(shlex.quote(x) for x in args)
-        pipeline = f"two-stage, backend {pipe.backend_name}, tta={a.tta}"
-        for stage, path in (("lung", a.lung), ("infection", a.infection)):
-            weights = path or shipped_weights(stage)
+        film = pipe.classifier.weights if pipe.classifier is not None else None
+        pipeline = (f"two-stage, backend {pipe.backend_name}, tta={a.tta}, "
+                    f"image-level decision: {'head + whole-film classifier' if film else 'head alone'}")
+        cards = [("lung", a.lung or shipped_weights("lung")), ("infection", a.infection or shipped_weights("infection"))]
+        for stage, weights in cards + ([("infection", film)] if film else []):  # the classifier's card: its decision's figures
             card = read_card(weights)
             block = card.setdefault("tta", {}) if a.tta else card  # TTA figures sit beside the TTA decision
-            block["metrics"] = card_metrics(run.metrics, stage, a.split, pipeline, command)
+            kept = {k: v for k, v in block.get("metrics", {}).items() if k == "val_auc"}  # the classifier's own
+            block["metrics"] = {**card_metrics(run.metrics, stage, a.split, pipeline, command), **kept}
             atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")
             print(f"updated {card_path(weights)}", file=sys.stderr)
 

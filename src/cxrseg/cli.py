@@ -32,15 +32,16 @@ app.command("train-classifier")(train_classifier)
 
 
 def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int,
-              precision: str = "auto", classifier: Optional[Path] = None):
+              precision: str = "auto", classifier: Optional[str | Path] = "auto"):
     from cxrseg.inference.pipeline import TwoStagePipeline
 
     return TwoStagePipeline.from_pretrained(lung, infection, backend=backend, device=device, tta=tta, batch_size=batch_size,
                                             precision=precision, classifier=classifier)
 
 
-ClassifierOpt = Annotated[Optional[Path], typer.Option(
-    "--classifier", help="whole-film classifier (cxrseg train-classifier) averaged with stage 2's head: an experiment")]
+ClassifierOpt = Annotated[str, typer.Option(
+    "--classifier", help="whole-film classifier averaged with stage 2's head: 'auto' (the shipped one, beside the "
+    "shipped stage 2), 'none' (the head alone), or weights from cxrseg train-classifier")]
 
 
 LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 weights (default: shipped)")]
@@ -86,7 +87,7 @@ def predict(
     covid_status: Annotated[str, typer.Option(help="unknown (the model judges COVID-19-likeness) or positive "
                                                    "(confirmed: no veto, grades from the opacity alone)")] = "unknown",
     crop_borders: BordersOpt = False,
-    classifier: ClassifierOpt = None,
+    classifier: ClassifierOpt = "auto",
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -182,7 +183,7 @@ def evaluate(
     tta: bool = False,
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
     crop_borders: BordersOpt = False,
-    classifier: ClassifierOpt = None,
+    classifier: ClassifierOpt = "auto",
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
@@ -207,11 +208,16 @@ def tune(
     tta: Annotated[bool, typer.Option(help="tune for flip TTA: stored apart, used by --tta runs")] = False,
     classifier: Annotated[Optional[Path], typer.Option(
         "--classifier", help="tune the head averaged with this whole-film classifier; stored in its card")] = None,
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
-    """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card."""
+    """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card.
+
+    Tuned on the path `cxrseg predict` takes by default here (bf16 where the CPU has it): in fp32 the shipped pair
+    met the 5% limit and on the bf16 default path it flagged 2 more negative films, 5.4% (docs/experiments.md)."""
     from cxrseg.evaluation.tune import tune_infection, write_thresholds
 
-    pipe = _pipeline(lung_model, infection_model, "torch", "auto", tta, 32, classifier=classifier)
+    pipe = _pipeline(lung_model, infection_model, backend, "auto", tta, 32, precision, classifier=classifier)
     result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=ProgressReporter("tune", unit="setting").iterate)
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
@@ -225,7 +231,7 @@ def tune(
     typer.echo(f"without the image-level veto (a perfect image classifier) that Dice could reach {result.ceiling:.4f}")
     if write:
         target = classifier or infection_model  # the decision belongs to the model(s) that make it
-        write_thresholds(target, result, split, tta=tta)
+        write_thresholds(target, result, split, tta=tta, path=pipe.backend_name)
         typer.echo(f"stored in {target.with_suffix('.json')}" + (" (its 'tta' block)" if tta else ""))
 
 
@@ -235,12 +241,15 @@ def info(
     infection_model: InfectionOpt = None,
     full: Annotated[bool, typer.Option("--full", help="print the whole cards as JSON")] = False,
 ) -> None:
-    """Summarise the model cards of both stages (shipped models by default); --full prints them whole."""
+    """Summarise the model cards of both stages and of the whole-film classifier beside stage 2's head (shipped
+    models by default); --full prints them whole."""
     import json
 
+    from cxrseg.inference.decision import resolve_classifier
     from cxrseg.models.store import card_summary, read_card, shipped_weights, weights_digest
 
-    for stage, path in (("lung", lung_model), ("infection", infection_model)):
+    film = resolve_classifier("auto", infection_model)
+    for stage, path in (("lung", lung_model), ("infection", infection_model), *([("classifier", film)] if film else [])):
         weights = path or shipped_weights(stage)
         card = read_card(weights)
         typer.echo(f"# {stage}: {weights} (sha256 {weights_digest(weights)})")

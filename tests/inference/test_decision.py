@@ -1,4 +1,5 @@
-"""The optional whole-film classifier: averaged with the head, its own tuned decision, and the CLI's --classifier."""
+"""The whole-film classifier: averaged with the head, its own tuned decision, shipped beside the shipped stage 2,
+and the CLI's --classifier."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from cxrseg.evaluation.tune import tune_infection, write_thresholds
-from cxrseg.inference.decision import FilmClassifier, combine
+from cxrseg.inference.decision import FilmClassifier, combine, resolve_classifier
+from cxrseg.models.store import read_card, shipped_weights
 from cxrseg.inference.pipeline import TwoStagePipeline
 from cxrseg.training.classifier import ClassifierTrainConfig, fit_classifier
 
@@ -77,3 +79,31 @@ def test_cli_predict_records_the_classifier(tiny_models, tiny_classifier, tmp_pa
                                        "--classifier", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code != 0  # cxrseg's main() prints a CxrsegError as one line naming the file
     assert type(missing.exception).__name__ == "CxrsegError" and "nope.safetensors" in str(missing.exception)
+
+
+def test_auto_is_the_shipped_classifier_beside_the_shipped_stage_2_only(tiny_models, tiny_classifier):
+    """'auto' pairs the shipped classifier with the shipped stage 2 (its tuned thresholds are for that pair);
+    with any other stage 2, or 'none', the head decides alone; a path is taken as given."""
+    shipped = shipped_weights("classifier")
+    assert resolve_classifier("auto", None) == shipped
+    assert resolve_classifier("auto", shipped_weights("infection")) == shipped
+    assert resolve_classifier("auto", tiny_models[1]) is None
+    assert resolve_classifier("none", None) is None and resolve_classifier(None, None) is None
+    assert resolve_classifier(tiny_classifier, tiny_models[1]) == tiny_classifier
+    assert TwoStagePipeline.from_pretrained(*tiny_models, backend="torch").classifier is None
+
+
+def test_shipped_pair_takes_its_decision_from_the_classifier_card():
+    """The shipped pipeline's thresholds are the ones `cxrseg tune --classifier` stored in the classifier's card,
+    plain and with TTA, and differ from the pipeline without it only through that card."""
+    card = read_card(shipped_weights("classifier"))
+    assert card["image_threshold"] is not None and "tta" in card
+    pipe = TwoStagePipeline.from_pretrained(backend="torch")
+    assert pipe.classifier is not None and pipe.classifier.weights == shipped_weights("classifier")
+    assert (pipe.infection_threshold, pipe.image_threshold, pipe.min_area) == (
+        card["threshold"], card["image_threshold"], card["min_area"])
+    tta = TwoStagePipeline.from_pretrained(backend="torch", tta=True)
+    assert (tta.infection_threshold, tta.image_threshold) == (card["tta"]["threshold"], card["tta"]["image_threshold"])
+    alone = TwoStagePipeline.from_pretrained(backend="torch", classifier="none")
+    head_card = read_card(shipped_weights("infection"))
+    assert alone.classifier is None and alone.image_threshold == head_card["image_threshold"]

@@ -355,3 +355,13 @@ def test_covid_status_positive_skips_the_veto_and_bad_status_is_422(pipeline, mo
     assert positive["infected_pct"] == positive["opacity_pct"] == unknown["opacity_pct"]
     assert (unknown["note"] != "") == (unknown["opacity_pct"] > 0)
     assert bad.status_code == 422 and "detail" in bad.json()
+
+
+def test_models_include_the_classifier_card_when_one_decides(pipeline, monkeypatch):
+    """With a whole-film classifier beside stage 2's head, /api/v1/models returns its card too."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(pipeline, "classifier", SimpleNamespace(card={"name": "cxrseg-classifier", "stage": "classifier"}))
+    with serving(pipeline) as c:
+        cards = c.get("/api/v1/models").json()
+    assert cards["classifier"]["stage"] == "classifier" and set(cards) == {"lung", "infection", "classifier"}

@@ -114,8 +114,9 @@ def tune_infection(
     )
 
 
-def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: bool = False) -> None:
-    """Store the chosen thresholds in the infection model's card, with how they were chosen.
+def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: bool = False, path: str = "") -> None:
+    """Store the chosen thresholds in the infection model's card, with how they were chosen (``path``: the backend
+    and precision they were tuned on, e.g. 'torch-bf16').
 
     With ``tta`` they go into the card's ``tta`` block, which the pipeline uses when it runs with flip TTA.
     """
@@ -127,6 +128,7 @@ def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: b
         "thresholds_tuned_on": (
             f"{split} split{' with flip TTA' if tta else ''}: max per-image mean infection Dice on images with "
             f"infection, at most {result.max_negative_rate:.0%} of images without infection flagged"
+            + (f"; {path}" if path else "")
         ),
     }
     if tta:

@@ -1,11 +1,11 @@
-"""An optional second opinion for the image-level decision: a whole-film classifier's P(COVID-19), averaged with
-stage 2's head.
+"""A second opinion for the image-level decision: a whole-film classifier's P(COVID-19), averaged with stage 2's head.
 
-On COVID-QU-Ex Val the mean ranks films better than the head alone (ROC AUC 0.990 against 0.985) and, with the
-thresholds retuned, keeps 15 more COVID-19 films from the veto at the same false-alarm rate (docs/experiments.md,
-rows 43-47); on films from elsewhere it is at chance, like the head. Trained by ``cxrseg train-classifier``; a
-pipeline uses it with ``--classifier W``. When ``cxrseg tune --classifier W`` has stored thresholds in W's card,
-the pipeline takes its decision (pixel and image thresholds, minimum area) from there: they were tuned for the mean.
+On COVID-QU-Ex Val the mean ranks films better than the head alone (ROC AUC 0.992 against 0.990 for the stage 2 of
+session 7) and, with the thresholds retuned, keeps 10-11 more COVID-19 films from the veto at the same false-alarm rate
+(docs/experiments.md, rows 43-47 and 57); on films from elsewhere it is at chance, like the head. Trained by
+``cxrseg train-classifier``. The shipped one joins the shipped stage 2 by default (``classifier='auto'``); its
+card holds the decision (pixel and image thresholds, minimum area) that ``cxrseg tune --classifier W`` chose for
+the mean, which the pipeline then uses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from cxrseg.data.normalize import normalize_input
-from cxrseg.models.store import load_classifier
+from cxrseg.errors import CxrsegError
+from cxrseg.models.store import load_classifier, shipped_weights
 
 
 def classifier_input(images: np.ndarray, size: int, norm: str) -> torch.Tensor:
@@ -69,3 +70,19 @@ class FilmClassifier:
 def combine(head: np.ndarray | None, film: np.ndarray) -> np.ndarray:
     """The averaged P(COVID-19): the mean of the head's and the classifier's, or the classifier's without a head."""
     return film if head is None else (head + film) / 2
+
+
+def resolve_classifier(classifier: str | Path | None, infection: str | Path | None) -> Path | None:
+    """The classifier weights a pipeline uses: 'auto' means the shipped classifier, but only beside the shipped stage 2
+    (``infection`` None), since its card's thresholds were tuned for that pair; 'none' or None means the head alone;
+    anything else is a path to ``cxrseg train-classifier`` weights."""
+    if classifier is None or str(classifier).lower() == "none":
+        return None
+    if str(classifier).lower() != "auto":
+        return Path(classifier)
+    if infection is not None and Path(infection).resolve() != shipped_weights("infection").resolve():
+        return None
+    try:
+        return shipped_weights("classifier")
+    except CxrsegError:  # an install without it: the head alone, as before it shipped
+        return None

@@ -26,7 +26,7 @@ from cxrseg.data.normalize import normalize_input
 from cxrseg.data.roi import crop_resize, lung_box, paste_back
 from cxrseg.errors import CxrsegError
 from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, choose, run_batched
-from cxrseg.inference.decision import FilmClassifier, combine
+from cxrseg.inference.decision import FilmClassifier, combine, resolve_classifier
 from cxrseg.inference.postprocess import clean_infection, clean_lung, split_lungs
 from cxrseg.inference.result import Segmentation
 from cxrseg.inference.severity import lung_densities, severity
@@ -117,7 +117,7 @@ class TwoStagePipeline:
         precision: str = "auto",
         covid_status: str = "unknown",
         crop_borders: bool = False,
-        classifier: str | Path | None = None,
+        classifier: str | Path | None = "auto",
     ) -> TwoStagePipeline:
         """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto', in 'fp32', 'bf16'
         or 'auto' precision.
@@ -126,6 +126,8 @@ class TwoStagePipeline:
         bf16 where the CPU/GPU has native bf16, else onnxruntime fp32 on CPU when installed, else PyTorch fp32.
         A backend named explicitly runs fp32 unless ``precision='bf16'``: ``backend='torch'`` is the fp32
         reference. ``threads``: onnxruntime's intra-op threads (PyTorch uses ``torch.set_num_threads``).
+        ``classifier``: the whole-film classifier averaged with stage 2's head, 'auto' (the shipped one, with the
+        shipped stage 2), 'none', or a path (:func:`cxrseg.inference.decision.resolve_classifier`).
         """
         backend, precision = choose(backend, precision, device)
         paths = [Path(lung) if lung else shipped_weights("lung"), Path(infection) if infection else shipped_weights("infection")]
@@ -135,8 +137,9 @@ class TwoStagePipeline:
         else:
             backends = [OnnxBackend(onnx_path_for(p), threads=threads) for p in paths]
         film = None
-        if classifier is not None:  # PyTorch in either backend: bf16 where the stages run bf16, else fp32
-            film = FilmClassifier(classifier, backends[0].device if backend == "torch" else "cpu", precision)
+        weights = resolve_classifier(classifier, infection)
+        if weights is not None:  # PyTorch in either backend: bf16 where the stages run bf16, else fp32
+            film = FilmClassifier(weights, backends[0].device if backend == "torch" else "cpu", precision)
         return cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status,
                    crop_borders=crop_borders, classifier=film)
 

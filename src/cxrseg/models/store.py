@@ -87,6 +87,8 @@ def card_summary(card: dict) -> list[str]:
     """
     arch, training, metrics = card.get("architecture", {}), card.get("training", {}), card.get("metrics", {})
     network = (
+        f"{arch.get('type', '?')} ({arch.get('arch', '?')}), one output: P(COVID-19) for the film"
+        if card.get("stage") == "classifier" else
         f"{arch.get('type', '?')}, channels {'-'.join(map(str, arch.get('channels', [])))}, "
         f"{arch.get('num_res_units', '?')} residual units" + (", image-level head" if arch.get("classifier") else "")
     )
@@ -210,9 +212,10 @@ def load_classifier(weights: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def shipped_weights(stage: str) -> Path:
-    """Path of the model shipped inside the package for ``stage`` ('lung' or 'infection')."""
-    if stage not in STAGES:
-        raise CxrsegError(f"unknown stage {stage!r}; use one of {STAGES}")
+    """Path of the model shipped inside the package for ``stage`` ('lung', 'infection' or 'classifier', the
+    whole-film classifier averaged with stage 2's head)."""
+    if stage not in (*STAGES, "classifier"):
+        raise CxrsegError(f"unknown stage {stage!r}; use one of {(*STAGES, 'classifier')}")
     path = Path(str(resources.files("cxrseg.models") / "weights" / f"{stage}.safetensors"))
     if not path.is_file():
         raise CxrsegError(f"{path}: the shipped {stage} model is missing from this install; pass a model path")

@@ -86,8 +86,12 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
 
     @app.get("/api/v1/models", tags=["service"])
     async def models() -> dict[str, dict]:
-        """The model cards of both stages: architecture, thresholds, training data and metrics."""
-        return {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+        """The model cards of both stages (and of the whole-film classifier beside stage 2's head, when one is used):
+        architecture, thresholds, training data and metrics."""
+        cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+        if pipeline.classifier is not None:
+            cards["classifier"] = pipeline.classifier.card
+        return cards
 
 
 def add_docs_routes(app: FastAPI) -> None:

@@ -40,6 +40,8 @@ class Segmenter:
             "infection": str(pipeline.infection_card.get("name", "infection")),
             "backend": str(pipeline.backend_name),
         }
+        if getattr(pipeline, "classifier", None) is not None:  # the whole-film classifier beside stage 2's head
+            self.model_names["classifier"] = str(pipeline.classifier.card.get("name", "classifier"))
 
     def __call__(self, data: bytes, filename: str, dicom_seg: bool = False, covid_status: str = "unknown") -> SegmentResponse:
         start = time.perf_counter()
