@@ -47,6 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cxrseg.data.io import XRay, read_xray
 from cxrseg.data.synthetic import phantom
 from cxrseg.inference.backends import OnnxBackend, TorchBackend, bf16_supported, choose, onnxruntime_available
+from cxrseg.inference.decision import FilmClassifier, resolve_classifier
 from cxrseg.inference.pipeline import TwoStagePipeline, onnx_path_for
 from cxrseg.models.store import card_path, load_model, read_card, shipped_weights
 
@@ -140,13 +141,19 @@ class _Recorder:
         return self.inner(x)
 
 
-def int8_pipeline(lung: Path, infection: Path, calibration: list[XRay], threads: int, tmp: Path) -> TwoStagePipeline:
+def film_classifier(film: Path | None, precision: str) -> FilmClassifier | None:
+    """The whole-film classifier beside stage 2's head as the pipeline runs it (PyTorch, bf16 where the stages are)."""
+    return FilmClassifier(film, "cpu", "bf16" if precision == "bf16" else "fp32") if film else None
+
+
+def int8_pipeline(lung: Path, infection: Path, film: Path | None, calibration: list[XRay], threads: int,
+                  tmp: Path) -> TwoStagePipeline:
     """Both stages quantised by onnxruntime (QDQ, per-channel int8 weights, uint8 activations), calibrated on the
-    inputs each stage gets from ``calibration`` images."""
+    inputs each stage gets from ``calibration`` images; the classifier (if any) in fp32."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    ref = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", precision="fp32")
+    ref = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", precision="fp32", classifier="none")
     ref.lung_backend, ref.infection_backend = _Recorder(ref.lung_backend), _Recorder(ref.infection_backend)
     ref.predict(calibration)
 
@@ -167,7 +174,7 @@ def int8_pipeline(lung: Path, infection: Path, calibration: list[XRay], threads:
         backend = OnnxBackend(q, threads=threads)
         backend.name, backend.precision = "onnx-int8", "int8"
         stages.append(backend)
-    return TwoStagePipeline(*stages, read_card(lung), read_card(infection))
+    return TwoStagePipeline(*stages, read_card(lung), read_card(infection), classifier=film_classifier(film, "fp32"))
 
 
 # -- whole process -------------------------------------------------------------------------------------------
@@ -205,7 +212,7 @@ def heaviest_imports(module: str, top: int = 6) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: -r[1])[:top]
 
 
-def folder_run(a, lung: Path, infection: Path, emit) -> None:
+def folder_run(a, lung: Path, infection: Path, film: Path | None, emit) -> None:
     files = val_images(a.data, a.split, a.folder_images)
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,7 +227,9 @@ def folder_run(a, lung: Path, infection: Path, emit) -> None:
             if onnxruntime_available():
                 shutil.copyfile(onnx_path_for(w), target.with_suffix(".onnx"))
             staged.append(target)
+        # Staged copies are not "the shipped stage 2", so the classifier is named explicitly (or turned off).
         models = ["--lung-model", str(staged[0]), "--infection-model", str(staged[1])]
+        models_cx = [*models, "--classifier", str(film or "none")]
         src = Path(tmp) / "in"
         src.mkdir()
         for f in files:
@@ -232,13 +241,13 @@ def folder_run(a, lung: Path, infection: Path, emit) -> None:
         commands = {
             "baseline (plain PyTorch eager fp32, batch 8)": [sys.executable, str(ROOT / "benchmarks" / "baseline_predict.py"), str(src),
                                                              "--out", f"{tmp}/o-base", *models],
-            "cxrseg predict (auto)": [cxrseg, "predict", str(src), "--out", f"{tmp}/o-auto", "-q", *models],
+            "cxrseg predict (auto)": [cxrseg, "predict", str(src), "--out", f"{tmp}/o-auto", "-q", *models_cx],
             "cxrseg predict --backend torch --precision fp32": [cxrseg, "predict", str(src), "--out", f"{tmp}/o-t32", "-q",
-                                                                 "--backend", "torch", "--precision", "fp32", *models],
+                                                                 "--backend", "torch", "--precision", "fp32", *models_cx],
         }
         if onnxruntime_available():
             commands["cxrseg predict --backend onnx (fp32)"] = [cxrseg, "predict", str(src), "--out", f"{tmp}/o-onnx", "-q",
-                                                               "--backend", "onnx", *models]
+                                                               "--backend", "onnx", *models_cx]
         if a.baseline_overlay:
             commands["baseline + plain overlay PNG"] = [*commands["baseline (plain PyTorch eager fp32, batch 8)"], "--overlay"]
         passive = {**env, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -254,7 +263,7 @@ def folder_run(a, lung: Path, infection: Path, emit) -> None:
             for name, cmd in commands.items():
                 results[name].append(timed(cmd, envs[name]))
             ratios.append(results["cxrseg predict (auto)"][-1][0] / results[baseline_key][-1][0])
-        start_1 = timed([cxrseg, "predict", str(one), "--out", f"{tmp}/o-one", "-q", *models], plain)
+        start_1 = timed([cxrseg, "predict", str(one), "--out", f"{tmp}/o-one", "-q", *models_cx], plain)
         auto = TwoStagePipeline.from_pretrained(lung, infection)
 
     n = a.folder_images
@@ -293,6 +302,8 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true", help="also the channels-last rows")
     ap.add_argument("--lung-model", "--lung", dest="lung", type=Path, default=None)
     ap.add_argument("--infection-model", "--infection", dest="infection", type=Path, default=None)
+    ap.add_argument("--classifier", default="auto",
+                    help="whole-film classifier beside the head: auto (shipped, with the shipped stage 2), none, or weights")
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -305,6 +316,7 @@ def main() -> None:
     lung = a.lung or shipped_weights("lung")
     infection = a.infection or shipped_weights("infection")
     cards = read_card(lung), read_card(infection)
+    film = resolve_classifier(a.classifier, a.infection)  # every row decides as cxrseg predict does (the baseline: head)
     if a.data:
         xrays = [read_xray(f) for f in val_images(a.data, a.split, a.images)]
         what = f"{a.images} {a.split} images (COVID-QU-Ex, 256 x 256, the three classes interleaved)"
@@ -334,12 +346,16 @@ def main() -> None:
     emit(f"- both models: {gflops:.2f} GFLOPs per image; matmul here: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s; "
          f"compute floor {floor['fp32']:.1f} ms per image in fp32, {floor['bf16']:.1f} ms in bf16")
     emit(f"- `--backend auto --precision auto` resolves here to: {default[0]} {default[1]}")
+    emit(f"- image-level decision in every cxrseg row: " + (f"stage 2's head + the whole-film classifier `{film}` "
+         "(PyTorch, bf16 beside bf16 stages, else fp32; not in the GFLOPs and floor above, which count the two "
+         "U-Nets); the plain baseline has no classifier" if film else "stage 2's head alone"))
     emit("")
     emit(f"### Model work (`TwoStagePipeline.predict` on {what}; no file I/O)")
     emit("")
     emit("| backend | precision | batch | ms / image | images / s | floor ms | measured / floor | Dice vs fp32 (lung / infection) |")
     emit("|---|---|---:|---:|---:|---:|---:|---|")
-    ref_pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", precision="fp32")
+    ref_pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", precision="fp32",
+                                                classifier=film or "none")
     ref_pipe.batch_size = 8
     reference = ref_pipe.predict(xrays)
 
@@ -353,9 +369,10 @@ def main() -> None:
         if backend == "torch":
             stages = [TorchBackend(copy.deepcopy(load_model(w)[0]), "cpu", precision=precision, channels_last=cl)
                       for w in (lung, infection)]
-            pipe = TwoStagePipeline(*stages, *cards)
+            pipe = TwoStagePipeline(*stages, *cards, classifier=film_classifier(film, precision))
         else:
-            pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="onnx", threads=a.threads)
+            pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="onnx", threads=a.threads,
+                                                    classifier=film or "none")
         label = f"{backend}{' channels-last' if cl else ''}"
         for batch in (1, 8):
             ms = time_pipeline(pipe, xrays, batch, a.repeats)
@@ -369,7 +386,7 @@ def main() -> None:
         else:
             calibration = [read_xray(f) for f in val_images(a.data, "Train", 32)]
             with tempfile.TemporaryDirectory() as tmp:
-                pipe = int8_pipeline(lung, infection, calibration, a.threads, Path(tmp))
+                pipe = int8_pipeline(lung, infection, film, calibration, a.threads, Path(tmp))
                 for batch in (1, 8):
                     ms = time_pipeline(pipe, xrays, batch, a.repeats)
                     pipe.batch_size = 8
@@ -377,7 +394,7 @@ def main() -> None:
                     emit(f"| onnx | int8 (static, 32 Train images) | {batch} | {ms:.1f} | {1000 / ms:.1f} | | | {agree} |")
 
     if a.data and a.folder_images:
-        folder_run(a, lung, infection, emit)
+        folder_run(a, lung, infection, film, emit)
 
     emit("")
     emit("### Start-up imports (`python -X importtime`, cumulative)")
