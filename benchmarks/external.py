@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
     ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
     ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
+    ap.add_argument("--crop-borders", action="store_true",
+                    help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
     ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as cxrseg predict)")
     ap.add_argument("--per-film", action="store_true", help="also a table with one row per film")
     ap.add_argument("--out", type=Path, default=None, help="also write the output here (Markdown)")
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> str:
 
     films = read_manifest(a.external)
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
-    pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision)
+    pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
+                                            crop_borders=a.crop_borders)
     t = time.perf_counter()
     opacity_source = run(pipe, films)
     s = summary(films)

@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
     ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
     ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
+    ap.add_argument("--crop-borders", action="store_true",
+                    help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
     ap.add_argument("--out", type=Path, default=REPO / "docs", help="folder for the two PNGs (default docs/)")
     ap.add_argument("--covidqu", type=Path, default=None,
                     help="COVID-QU-Ex folder: compare the films also in it with their ground-truth masks")
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> str:
 
     films = read_scores(args.scores)
     pipe = TwoStagePipeline.from_pretrained(args.lung_model, args.infection_model, backend=args.backend,
-                                            batch_size=1, covid_status=args.covid_status)
+                                            batch_size=1, covid_status=args.covid_status, crop_borders=args.crop_borders)
     start = time.time()
     if args.shift and args.update_card:
         raise SystemExit("--update-card records the unshifted figures; run it without --shift")

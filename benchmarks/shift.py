@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
     ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
     ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
+    ap.add_argument("--crop-borders", action="store_true",
+                    help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
     ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as cxrseg predict)")
     ap.add_argument("--max-images", type=int, default=None, help="a class-stratified subset of this many images")
     ap.add_argument("--shifts", default=None, help="comma-separated shift names (default: all)")
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> str:
     images = bundle.images.astype(np.float32) / 255.0
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                          batch_size=a.batch_size)
+                                          batch_size=a.batch_size, crop_borders=a.crop_borders)
 
     rows: list[tuple[str, dict]] = []
     t0 = time.perf_counter()
