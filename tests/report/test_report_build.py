@@ -122,6 +122,20 @@ def test_without_run_json_the_shipped_cards_are_shown_and_said_so(predicted, tmp
     text = build_report(folder, thumbnails=False).path.read_text(encoding="utf-8")
     assert "not recorded by this run" in text
     assert "lung.safetensors" in text and "infection.safetensors" in text  # the shipped models
+    assert "classifier.safetensors" in text  # and the whole-film classifier shipped beside stage 2's head
+
+
+def test_a_recorded_classifier_gets_its_model_block(predicted):
+    """A run that used a whole-film classifier (run.json's models.classifier) shows its card beside the stages'."""
+    from cxrseg.report.cards import model_blocks
+    from cxrseg.report.folder import read_folder
+
+    data = read_folder(predicted)
+    card = {"stage": "classifier", "task": "P(COVID-19) for the whole film", "architecture": {"arch": "densenet-small"}}
+    data.run["models"]["classifier"] = {"weights": "w/classifier.safetensors", "sha256": "abc", "card": card}
+    source, blocks = model_blocks(data)
+    assert [b["stage"] for b in blocks] == ["lung", "infection", "classifier"]
+    assert any("densenet-small" in line for line in blocks[-1]["lines"])
 
 
 # -- columns read by name ---------------------------------------------------------------------------------

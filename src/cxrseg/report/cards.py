@@ -10,7 +10,8 @@ from cxrseg.report.folder import FolderData
 
 
 def model_blocks(data: FolderData) -> tuple[str, list[dict]]:
-    """(where the cards come from, [{stage, weights, sha256, lines}]) from run.json, else the shipped cards."""
+    """(where the cards come from, [{stage, weights, sha256, lines}]) from run.json, else the shipped cards; the
+    whole-film classifier's card too when the run used one (or, unrecorded, when this install ships one)."""
     from cxrseg.models.store import card_summary
 
     run = data.run or {}
@@ -18,7 +19,7 @@ def model_blocks(data: FolderData) -> tuple[str, list[dict]]:
     blocks = []
     if models:
         source = "recorded by the predict run (run.json)"
-        for stage in ("lung", "infection"):
+        for stage in ("lung", "infection", "classifier"):  # the classifier: the whole-film one beside the head
             m = models.get(stage)
             if isinstance(m, dict):
                 card = m.get("card") if isinstance(m.get("card"), dict) else {}
@@ -30,7 +31,10 @@ def model_blocks(data: FolderData) -> tuple[str, list[dict]]:
     try:
         from cxrseg.models.store import read_card, shipped_weights, weights_digest
 
-        for stage in ("lung", "infection"):
+        from cxrseg.inference.decision import resolve_classifier
+
+        film = resolve_classifier("auto", None)
+        for stage in ("lung", "infection", *(["classifier"] if film else [])):
             weights = shipped_weights(stage)
             blocks.append({"stage": stage, "weights": str(weights), "sha256": weights_digest(weights),
                            "lines": card_summary(read_card(weights))})
