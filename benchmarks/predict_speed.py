@@ -46,10 +46,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cxrseg.data.io import XRay, read_xray
 from cxrseg.data.synthetic import phantom
-from cxrseg.inference.backends import OnnxBackend, TorchBackend, bf16_supported, choose, onnxruntime_available
+from cxrseg.inference.backends import TorchBackend, bf16_supported, choose, onnxruntime_available
 from cxrseg.inference.decision import FilmClassifier, resolve_classifier
 from cxrseg.inference.pipeline import TwoStagePipeline, onnx_path_for
 from cxrseg.models.store import card_path, load_model, read_card, shipped_weights
+from int8_quant import int8_pipeline  # beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -129,52 +130,10 @@ def val_images(data: Path, split: str, n: int) -> list[Path]:
     return interleaved[:n]
 
 
-# -- onnxruntime INT8 (static, calibrated) ---------------------------------------------------------------------
-class _Recorder:
-    """A backend that passes through to ``inner`` and keeps its inputs (calibration data for a stage)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.inputs, self.name, self.precision = inner, [], inner.name, inner.precision
-
-    def __call__(self, x):
-        self.inputs.append(np.array(x, np.float32))
-        return self.inner(x)
-
-
+# -- the classifier beside stage 2's head -------------------------------------------------------------------
 def film_classifier(film: Path | None, precision: str) -> FilmClassifier | None:
     """The whole-film classifier beside stage 2's head as the pipeline runs it (PyTorch, bf16 where the stages are)."""
     return FilmClassifier(film, "cpu", "bf16" if precision == "bf16" else "fp32") if film else None
-
-
-def int8_pipeline(lung: Path, infection: Path, film: Path | None, calibration: list[XRay], threads: int,
-                  tmp: Path) -> TwoStagePipeline:
-    """Both stages quantised by onnxruntime (QDQ, per-channel int8 weights, uint8 activations), calibrated on the
-    inputs each stage gets from ``calibration`` images; the classifier (if any) in fp32."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    ref = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", precision="fp32", classifier="none")
-    ref.lung_backend, ref.infection_backend = _Recorder(ref.lung_backend), _Recorder(ref.infection_backend)
-    ref.predict(calibration)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, batches):
-            self.it = iter(batches)
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"image": x}
-
-    stages = []
-    for weights, recorder in ((lung, ref.lung_backend), (infection, ref.infection_backend)):
-        pre, q = tmp / f"{weights.parent.name}-{weights.stem}.pre.onnx", tmp / f"{weights.parent.name}-{weights.stem}.int8.onnx"
-        quant_pre_process(str(onnx_path_for(weights)), str(pre))
-        quantize_static(str(pre), str(q), Reader(recorder.inputs), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        backend = OnnxBackend(q, threads=threads)
-        backend.name, backend.precision = "onnx-int8", "int8"
-        stages.append(backend)
-    return TwoStagePipeline(*stages, read_card(lung), read_card(infection), classifier=film_classifier(film, "fp32"))
 
 
 # -- whole process -------------------------------------------------------------------------------------------
@@ -386,7 +345,7 @@ def main() -> None:
         else:
             calibration = [read_xray(f) for f in val_images(a.data, "Train", 32)]
             with tempfile.TemporaryDirectory() as tmp:
-                pipe = int8_pipeline(lung, infection, film, calibration, a.threads, Path(tmp))
+                pipe = int8_pipeline(lung, infection, film_classifier(film, "fp32"), calibration, a.threads, Path(tmp))
                 for batch in (1, 8):
                     ms = time_pipeline(pipe, xrays, batch, a.repeats)
                     pipe.batch_size = 8
