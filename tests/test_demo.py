@@ -35,12 +35,19 @@ def test_films_ship_with_their_attribution():
         assert hashlib.sha256(film.path.read_bytes()).hexdigest() in text  # the table names the exact bytes
 
 
-def test_demo_segments_both_real_films(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`cxrseg demo` run once for the module: (its output folder, the CLI result)."""
     from cxrseg.cli import app
 
-    out = tmp_path / "demo"
+    out = tmp_path_factory.mktemp("demo") / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_demo_segments_both_real_films(demo):
+    out, result = demo
     lines = result.stdout.strip().splitlines()
     # two lines per film (a third, "note: ...", when opacity was judged not COVID-19-like) and one about the outputs
     heads = [i for i, line in enumerate(lines) if not line.startswith(" ")]
@@ -70,3 +77,22 @@ def test_demo_segments_both_real_films(tmp_path):
             assert lines[heads[i] + 2].startswith("    note: ") and "not validated outside" in lines[heads[i] + 2]
         assert re.search(r"right lung \d+\.\d% \(grade \d\), left lung \d+\.\d% \(grade \d\)", second)
         assert f"total grade {row['total_grade']} of 8" in second
+
+
+def test_demo_records_its_models_and_the_report_names_them(demo):
+    """run.json as `cxrseg predict` writes it, so `cxrseg report` on the demo folder shows the models used."""
+    from cxrseg.models.store import weights_digest
+    from cxrseg.report import build_report, read_run_info
+
+    out, _ = demo
+    info = read_run_info(out)
+    assert info is not None, "the demo wrote no run.json"
+    models = info["models"]
+    for stage in ("lung", "infection"):
+        weights = shipped_weights(stage)
+        assert models[stage]["weights"] == str(weights) and models[stage]["sha256"] == weights_digest(weights)
+        assert models[stage]["card"], f"{stage}: no card recorded"
+    text = build_report(out).path.read_text(encoding="utf-8")
+    assert "recorded by the predict run (run.json)" in text and "not recorded" not in text
+    for stage in models:
+        assert models[stage]["weights"] in text and models[stage]["sha256"][:12] in text

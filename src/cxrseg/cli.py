@@ -160,12 +160,13 @@ def demo(
     report = predict_files(pipe, [f.path for f in examples], out, workers=0)
     if report.failed:
         raise CxrsegError("; ".join(f"{f}: {why}" for f, why in report.failed))
+    _record_run(out, pipe, None, None)  # run.json as predict writes it, so `cxrseg report OUT` names the models
     with open(out / "results.csv", newline="", encoding="utf-8") as fh:
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
     for film in examples:
         for line in summary_lines(film, rows[film.name]):
             typer.echo(line)
-    typer.echo(f"masks, overlays and results.csv in {out}/ (shipped models, {pipe.backend_name}); "
+    typer.echo(f"masks, overlays, results.csv and run.json in {out}/ (shipped models, {pipe.backend_name}); "
                f"right/left are the patient's. Films: CC BY 3.0, see {ATTRIBUTION}. Research use, not a clinical tool.")
 
 
