@@ -299,6 +299,8 @@ def serve(
         help="clients must send 'Authorization: Bearer KEY' to /api/v1 (all but health); needed off loopback. "
              "Prefer the environment variable: a command line is visible to other users")] = None,
     upload_timeout: Annotated[float, typer.Option(help="seconds a request body may take to arrive; slower gets 408")] = 60.0,
+    header_timeout: Annotated[float, typer.Option(
+        help="seconds a request line and headers may take to arrive; slower connections are closed")] = 15.0,
 ) -> None:
     """Web page at / and JSON API at /api/v1 (segment, health, models); OpenAPI docs at /docs (offline)."""
     from cxrseg.server import ServerSettings, run_server
@@ -308,6 +310,7 @@ def serve(
             host=host, port=port, max_upload_mb=max_upload_mb, max_pixels=max_pixels, queue_size=queue_size,
             workers=workers, save_dir=save_dir, lung=lung_model, infection=infection_model, backend=backend,
             device=device, preview_max_side=preview_max_side, api_key=api_key or None, upload_timeout_s=upload_timeout,
+            header_timeout_s=header_timeout,
         )
     )
 

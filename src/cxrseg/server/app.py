@@ -26,7 +26,14 @@ from cxrseg import __version__
 from cxrseg.server.errors import add_error_handlers
 from cxrseg.server.inference_queue import InferenceQueue
 from cxrseg.server.inference_queue import QueueFull as QueueFull  # re-exported: tests import it from here
-from cxrseg.server.limits import MULTIPART_OVERHEAD, BodyLimit, RefuseWhenBusy, keep_uploads_in_memory, too_large
+from cxrseg.server.limits import (
+    MULTIPART_OVERHEAD,
+    BodyLimit,
+    RefuseWhenBusy,
+    header_deadline_protocol,
+    keep_uploads_in_memory,
+    too_large,
+)
 from cxrseg.server.schemas import ErrorResponse, Health, SegmentResponse
 from cxrseg.server.schemas import Figures as Figures  # re-exported: tests import it from here
 from cxrseg.server.security import HEALTH_PATH, RequireApiKey, document_api_key, is_loopback
@@ -164,6 +171,16 @@ def create_app(settings: ServerSettings, pipeline: Any = None) -> FastAPI:
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this many seconds
 
 
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """uvicorn's settings for ``cxrseg serve`` (shared with the tests that start a real server).
+
+    The h11 protocol is pinned, with the request-head deadline: a client must send its request line and
+    headers within ``settings.header_timeout_s``, else its connection is closed.
+    """
+    return {"host": settings.host, "port": settings.port, "log_level": "info", "timeout_keep_alive": KEEP_ALIVE_S,
+            "http": header_deadline_protocol(settings.header_timeout_s)}
+
+
 def run_server(settings: ServerSettings) -> None:
     """Load the models, then serve on ``settings.host:settings.port`` until interrupted."""
     import uvicorn
@@ -173,4 +190,4 @@ def run_server(settings: ServerSettings) -> None:
     if not is_loopback(settings.host):
         print(f"note: serving on {settings.host}, reachable from other machines, with an API key. Plain HTTP "
               "carries the key in clear: across an untrusted network put a TLS proxy in front.", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_keep_alive=KEEP_ALIVE_S)
+    uvicorn.run(app, **uvicorn_options(settings))

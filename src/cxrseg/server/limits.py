@@ -1,17 +1,21 @@
-"""Upload limits: a body over the size limit gets 413 as soon as that is seen, a slow one 408, a busy server 503.
+"""Upload limits: a body over the size limit gets 413 as soon as that is seen, a slow one 408, a busy server 503;
+a connection whose request line and headers stall is closed.
 
-These ASGI middlewares act before a body is read whole, so no more than the limit is ever held in memory.
+The ASGI middlewares act before a body is read whole, so no more than the limit is ever held in memory. The
+header deadline lives below the app, in uvicorn's h11 protocol, since the app sees nothing before the headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import h11
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cxrseg.server.errors import CLOSE, busy_response
 from cxrseg.server.inference_queue import InferenceQueue
@@ -85,3 +89,51 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class HeaderDeadlineH11(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request line and headers are not all in by a deadline.
+
+    uvicorn waits for a request head forever (slowloris). The timer runs while h11 awaits a head: from the
+    connection's start, and on a keep-alive connection from the next request's first byte (before that byte,
+    uvicorn's own keep-alive timeout applies). Use :func:`header_deadline_protocol` to set ``header_timeout_s``.
+    """
+
+    header_timeout_s: float = 15.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _watch_head(self) -> None:
+        """Arm the timer while a request head is awaited (h11's IDLE), stop it once one has arrived."""
+        awaiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if awaiting and self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+        elif not awaiting:
+            self._stop_head_timer()
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        """Close the connection: no complete request head came in time, and there is no request to answer."""
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def header_deadline_protocol(timeout_s: float) -> type[HeaderDeadlineH11]:
+    """:class:`HeaderDeadlineH11` with a ``timeout_s`` deadline, for uvicorn's ``http=`` (which takes a class)."""
+    return type("HeaderDeadlineH11", (HeaderDeadlineH11,), {"header_timeout_s": timeout_s})

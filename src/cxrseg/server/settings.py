@@ -31,6 +31,7 @@ class ServerSettings:
     preview_max_side: int = 2048  # longest side of the original and overlay PNGs sent for display
     api_key: str | None = None  # /api/ calls but health then need 'Authorization: Bearer KEY'; required off loopback
     upload_timeout_s: float = 60.0  # a request body must arrive within this many seconds, else 408
+    header_timeout_s: float = 15.0  # a request line and headers must arrive within this many seconds, else closed
 
     @property
     def max_upload_bytes(self) -> int:
@@ -51,6 +52,8 @@ class ServerSettings:
             raise CxrsegError(f"preview size must be at least 64 pixels, not {self.preview_max_side}")
         if not self.upload_timeout_s > 0:
             raise CxrsegError(f"upload timeout must be positive, not {self.upload_timeout_s} s")
+        if not self.header_timeout_s > 0:
+            raise CxrsegError(f"header timeout must be positive, not {self.header_timeout_s} s")
         key = self.api_key
         if key is not None and not (key and key.isascii() and key.isprintable() and " " not in key):
             raise CxrsegError("the API key must be printable ASCII without spaces (it travels in an HTTP header)")
