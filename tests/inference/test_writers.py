@@ -180,8 +180,11 @@ def test_the_api_returns_the_seg(pipeline, inputs):
 
         png = (inputs / "a.png").read_bytes()
         r = client.post("/api/v1/segment?dicom_seg=true", files={"file": ("a.png", png, "image/png")})
-        assert r.status_code == 422, r.text
-        assert "DICOM" in r.json()["detail"]
+        assert r.status_code == 200, r.text  # segmented as usual, as cxrseg predict --dicom-seg does: a note, no SEG
+        assert r.json()["dicom_seg_base64"] is None and "not DICOM" in r.json()["dicom_seg_note"]
+        no_study = (inputs / "no_study.dcm").read_bytes()
+        r = client.post("/api/v1/segment?dicom_seg=true", files={"file": ("no_study.dcm", no_study)})
+        assert r.status_code == 200 and "StudyInstanceUID" in r.json()["dicom_seg_note"], r.text
 
 
 def test_cli_predict_dicom_seg(tiny_models, inputs, tmp_path):

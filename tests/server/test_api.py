@@ -343,6 +343,22 @@ def test_bad_settings_and_missing_models_fail_before_serving(tmp_path):
         create_app(ServerSettings(lung=tmp_path / "lung.safetensors", infection=tmp_path / "inf.safetensors"))
 
 
+def test_dicom_seg_of_a_non_dicom_upload_is_a_note_not_an_error(client):
+    """As ``cxrseg predict --dicom-seg``: the PNG is segmented as usual, with a note instead of a SEG."""
+    data = encode(xray_u8(1), "PNG")
+    plain = client.post(SEGMENT, files={"file": ("xray.png", data, "image/png")}).json()
+    r = client.post(f"{SEGMENT}?dicom_seg=true", files={"file": ("xray.png", data, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["figures"] == plain["figures"] and body["images"] == plain["images"]
+    assert body["dicom_seg_base64"] is None and "not DICOM" in body["dicom_seg_note"]
+    assert plain["dicom_seg_note"] is None
+    dicom = client.post(f"{SEGMENT}?dicom_seg=true", files={"file": ("xray.dcm", dicom_bytes(xray_u8(4)))}).json()
+    assert dicom["dicom_seg_base64"] and dicom["dicom_seg_note"] is None, dicom["dicom_seg_note"]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["SegmentResponse"]["properties"]
+    assert "DICOM" in schema["dicom_seg_note"]["description"]
+
+
 def test_covid_status_positive_skips_the_veto_and_bad_status_is_422(pipeline, monkeypatch):
     monkeypatch.setattr(pipeline, "image_threshold", 1.01)  # every film judged not COVID-19-like
     data = encode(xray_u8(0), "PNG")

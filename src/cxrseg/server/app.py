@@ -76,7 +76,8 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
         file: UploadFile, dicom_seg: bool = False, covid_status: Literal["unknown", "positive"] = "unknown"
     ) -> SegmentResponse:
         """Segment one chest X-ray (PNG, JPEG, TIFF, BMP or DICOM) sent as multipart field ``file``;
-        ``?dicom_seg=true`` adds a DICOM SEG of a DICOM upload (422 for any other format);
+        ``?dicom_seg=true`` adds a DICOM SEG of a DICOM upload (any other upload is segmented as usual, with
+        ``dicom_seg_note`` saying why it has no SEG);
         ``?covid_status=positive`` (a confirmed patient) skips the image-level COVID-19 veto."""
         data = await file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:

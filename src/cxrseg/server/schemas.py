@@ -64,6 +64,10 @@ class SegmentResponse(BaseModel):
     dicom_seg_base64: str | None = Field(
         None, description="with ?dicom_seg=true (DICOM uploads only): a DICOM Segmentation, binary, segments 1 lungs "
         "and 2 COVID-19 infection at the upload's size, referencing it; the file's bytes, base64")
+    dicom_seg_note: str | None = Field(
+        None, description="with ?dicom_seg=true when no SEG could be made, why: the upload is not DICOM (a SEG must "
+        "reference a DICOM image), or its header lacks what a SEG must reference; the segmentation is returned as "
+        "usual, as `cxrseg predict --dicom-seg` writes the other outputs and notes the missing SEG")
 
 
 class ErrorResponse(BaseModel):

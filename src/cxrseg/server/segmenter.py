@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cxrseg.data.io import decode_xray
-from cxrseg.errors import InputFileError
+from cxrseg.data.io import XRay, decode_xray
+from cxrseg.inference.result import Segmentation
 from cxrseg.inference.writers import NoDicomSeg, dicom_seg_algorithms, dicom_seg_bytes
 from cxrseg.server.images import encode_images
 from cxrseg.server.records import save_record
@@ -43,19 +43,24 @@ class Segmenter:
         if getattr(pipeline, "classifier", None) is not None:  # the whole-film classifier beside stage 2's head
             self.model_names["classifier"] = str(pipeline.classifier.card.get("name", "classifier"))
 
+    def dicom_seg(self, xray: XRay, seg: Segmentation) -> tuple[str | None, str | None]:
+        """(the DICOM SEG's bytes in base64, None), or (None, why there is none) for an upload that cannot have one.
+
+        As ``cxrseg predict --dicom-seg`` does, a missing SEG is a note beside the segmentation, not an error.
+        """
+        try:
+            return base64.b64encode(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(self.pipeline))).decode(), None
+        except NoDicomSeg as e:
+            if e.not_dicom:
+                return None, "no DICOM SEG: the upload is not DICOM, and a DICOM SEG must reference a DICOM image"
+            return None, f"no DICOM SEG: {e.reason}"
+
     def __call__(self, data: bytes, filename: str, dicom_seg: bool = False, covid_status: str = "unknown") -> SegmentResponse:
         start = time.perf_counter()
         xray = decode_xray(data, filename, self.settings.max_pixels)
-        if dicom_seg and xray.dicom is None:
-            raise InputFileError(filename, "dicom_seg=true needs a DICOM upload; this file is not DICOM")
         with self._lock:
             seg = self.pipeline.predict([xray], covid_status=covid_status)[0]
-        seg_b64 = None
-        if dicom_seg:
-            try:
-                seg_b64 = base64.b64encode(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(self.pipeline))).decode()
-            except NoDicomSeg as e:
-                raise InputFileError(filename, f"no DICOM SEG: {e.reason}") from e
+        seg_b64, seg_note = self.dicom_seg(xray, seg) if dicom_seg else (None, None)
         response = SegmentResponse(
             id=record_id(),
             figures=Figures(**seg.to_dict()),
@@ -63,6 +68,7 @@ class Segmenter:
             models=self.model_names,
             elapsed_ms=0.0,
             dicom_seg_base64=seg_b64,
+            dicom_seg_note=seg_note,
         )
         if self.settings.save_dir is not None:
             save_record(Path(self.settings.save_dir), response, data)
