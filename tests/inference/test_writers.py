@@ -22,10 +22,12 @@ from cxrseg.inference.writers import (
     LUNG_SEGMENT,
     SEG_SOP_CLASS_UID,
     NoDicomSeg,
+    algorithm_version,
     build_dicom_seg,
     dicom_seg_algorithms,
     dicom_seg_bytes,
 )
+from cxrseg.models.store import read_card, weights_digest
 
 DX = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 
@@ -115,12 +117,13 @@ def test_predict_writes_a_dicom_seg_per_dicom_input(pipeline, inputs, tmp_path, 
     assert infection_pixels > 0  # the comparison covered a non-empty infection segment
 
 
-def test_segments_are_coded_and_name_the_models(pipeline, inputs, tmp_path):
+def test_segments_are_coded_and_name_the_models(pipeline, tiny_models, inputs, tmp_path):
     xray = read_xray(inputs / "wide_m1.dcm")
     assert xray.dicom is not None and "PixelData" not in xray.dicom  # the header travels, not the pixels
     assert read_xray(inputs / "a.png").dicom is None
     seg = pipeline.predict_one(xray)
-    back = hd.seg.segread(io.BytesIO(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(pipeline))))
+    weights = dict(zip(("lung", "infection"), tiny_models))
+    back = hd.seg.segread(io.BytesIO(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(pipeline, weights))))
     lung, infection = back.get_segment_description(LUNG_SEGMENT), back.get_segment_description(INFECTION_SEGMENT)
     assert lung.segment_label == "Lungs"
     assert (lung.segmented_property_category.value, lung.segmented_property_type.value) == ("91723000", "39607008")
@@ -128,13 +131,20 @@ def test_segments_are_coded_and_name_the_models(pipeline, inputs, tmp_path):
     assert infection.segmented_property_category.value == "49755003"
     assert infection.segmented_property_type.value == "409774005"
     assert [c.value for c in infection.anatomic_regions] == ["39607008"]
-    for description, card in ((lung, pipeline.lung_card), (infection, pipeline.infection_card)):
+    for description, stage in ((lung, "lung"), (infection, "infection")):
+        card = pipeline.lung_card if stage == "lung" else pipeline.infection_card
         assert description.algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
         algorithm = description.algorithm_identification[0]
         assert algorithm.AlgorithmName == card["name"]
-        assert algorithm.AlgorithmVersion == card["software"]["cxrseg"]
+        # the version names the weights, not only the software: two trainings never share it (LO: <= 64 chars)
+        expected = f"{card['software']['cxrseg']} (weights sha256 {weights_digest(weights[stage])})"
+        assert algorithm.AlgorithmVersion == expected and len(expected) <= 64
         assert algorithm.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
     assert "image_threshold=" in infection.algorithm_identification[0].AlgorithmParameters
+    # without the weights files the version is the software's alone; a long one is cut to leave the digest whole
+    assert dicom_seg_algorithms(pipeline)[0][0].AlgorithmVersion == pipeline.lung_card["software"]["cxrseg"]
+    version = algorithm_version({"software": {"cxrseg": "9" * 80}}, weights["lung"])
+    assert len(version) == 64 and version.endswith(f" (weights sha256 {weights_digest(weights['lung'])})")
 
 
 def test_an_empty_infection_still_gets_its_segment(pipeline, inputs):
@@ -199,6 +209,10 @@ def test_cli_predict_dicom_seg(tiny_models, inputs, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.dcm")) == ["square_seg.dcm", "wide_m1_seg.dcm"]
+    versions = [d.algorithm_identification[0].AlgorithmVersion
+                for d in hd.seg.segread(out / "square_seg.dcm").SegmentSequence]
+    assert versions == [f"{read_card(w)['software']['cxrseg']} (weights sha256 {weights_digest(w)})"
+                        for w in (lung, infection)]  # the weights named on the command line
     assert result.stderr.count("is not DICOM") == 1  # two PNG inputs, said once
     assert "no_study.dcm" in result.stderr and "StudyInstanceUID" in result.stderr
     assert "2 DICOM SEG file(s) written" in result.stdout

@@ -22,8 +22,9 @@ The DICOM SEG's two segments and their coded concepts (SNOMED CT, from DICOM CID
    (ground glass and consolidation); CID 7151 has no opacity concept, and inflammation is the morphology
    of an infection, closer than the generic *Lesion* (SCT 52988006).
 
-Each segment carries the model that made it (card name, cxrseg version, thresholds) as its algorithm
-identification (family: Artificial Intelligence, DCM 123110).
+Each segment carries the model that made it (card name, thresholds, and as its version the cxrseg version
+with the weights' SHA-256 prefix, where the caller names the weights files) as its algorithm identification
+(family: Artificial Intelligence, DCM 123110).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,32 +138,54 @@ class NoDicomSeg(CxrsegError):
         self.source, self.reason, self.not_dicom = source, reason, not_dicom
 
 
-def _algorithm(card: dict, parameters: dict[str, Any]) -> hd.AlgorithmIdentificationSequence:
+def algorithm_version(card: dict, weights: str | Path | None = None) -> str:
+    """The SEG's AlgorithmVersion (an LO, at most 64 characters): the cxrseg version that made the weights and,
+    given the weights file, its SHA-256 prefix, so that two sets of weights never share a version."""
+    version = str(card.get("software", {}).get("cxrseg") or __version__)
+    if weights is None:
+        return version[:64]
+    from cxrseg.models.store import weights_digest
+
+    suffix = f" (weights sha256 {weights_digest(weights)})"
+    return version[: 64 - len(suffix)] + suffix
+
+
+def _algorithm(card: dict, parameters: dict[str, Any],
+               weights: str | Path | None) -> hd.AlgorithmIdentificationSequence:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    version = str(card.get("software", {}).get("cxrseg") or __version__)
     params = {k: str(v) for k, v in parameters.items() if v is not None}
     if card.get("created"):
         params["weights_created"] = str(card["created"])
     return hd.AlgorithmIdentificationSequence(
         name=str(card.get("name", "cxrseg"))[:64],
         family=codes.cid7162.ArtificialIntelligence,
-        version=version[:64],
+        version=algorithm_version(card, weights),
         source="cxrseg",
         parameters=params,
     )
 
 
-def dicom_seg_algorithms(pipeline: Any) -> tuple[hd.AlgorithmIdentificationSequence, hd.AlgorithmIdentificationSequence]:
-    """(lung, infection) algorithm identifications of a :class:`TwoStagePipeline`: card name, the cxrseg
-    version that made the weights, and the decision the pipeline applies (thresholds, TTA)."""
+def dicom_seg_algorithms(
+    pipeline: Any, weights: Mapping[str, str | Path] | None = None,
+) -> tuple[hd.AlgorithmIdentificationSequence, hd.AlgorithmIdentificationSequence]:
+    """(lung, infection) algorithm identifications of a :class:`TwoStagePipeline`: card name, version (see
+    :func:`algorithm_version`; ``weights`` maps 'lung' and 'infection' to the files the pipeline was built from,
+    which the pipeline itself does not keep) and the decision applied (thresholds, TTA, the whole-film
+    classifier's weights digest when one joins stage 2's decision)."""
+    from cxrseg.models.store import weights_digest
+
+    weights = weights or {}
     tta = bool(getattr(pipeline, "tta", False))
-    lung = _algorithm(pipeline.lung_card, {"threshold": pipeline.lung_threshold, "tta": tta})
+    classifier = getattr(pipeline, "classifier", None)
+    lung = _algorithm(pipeline.lung_card, {"threshold": pipeline.lung_threshold, "tta": tta}, weights.get("lung"))
     infection = _algorithm(
         pipeline.infection_card,
         {"threshold": pipeline.infection_threshold, "image_threshold": pipeline.image_threshold,
-         "min_area": pipeline.min_area, "tta": tta},
+         "min_area": pipeline.min_area, "tta": tta,
+         "classifier_sha256": None if classifier is None else weights_digest(classifier.weights)},
+        weights.get("infection"),
     )
     return lung, infection
 
