@@ -56,3 +56,17 @@ def own_models(tiny_models, tmp_path):
             shutil.copy(weights.with_suffix(suffix), tmp_path / (weights.parent.name + suffix))
         copies.append(tmp_path / (weights.parent.name + ".safetensors"))
     return copies
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browser: needs headless Chromium; skipped without it, failed under CXRSEG_REQUIRE_BROWSER=1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Browser tests without a browser: skipped, or failed where CI requires one (tests/_browser.py)."""
+    if item.get_closest_marker("browser") is not None:
+        import _browser
+
+        _browser.check_browser(_browser.browser_missing())

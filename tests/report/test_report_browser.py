@@ -3,7 +3,8 @@
 Sorting, paging, lazily loaded thumbnails, a 10,000-image report that opens quickly, and no request that
 leaves the machine: every request the browser made (from its DevTools network log) is a local file, the
 browser runs with its proxy and DNS pointed nowhere, and the page's own CSP refuses remote addresses.
-Skipped, with the reason, where Chromium, chromedriver or selenium is missing (scripts/setup.sh --browser).
+Skipped, with the reason, where Chromium, chromedriver or selenium is missing (scripts/setup.sh --browser);
+failed instead under CXRSEG_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cxrseg.report import build_report
 
 
 shot = load_script("scripts/screenshot_serve.py")
-pytestmark = pytest.mark.skipif(shot.chromium_missing() is not None, reason=f"no browser: {shot.chromium_missing()}")
+pytestmark = pytest.mark.browser  # skipped without Chromium, or failed where required (tests/_browser.py)
 
 # No route out even if the page tried: every host name fails to resolve and every proxied request goes to a
 # closed local port.

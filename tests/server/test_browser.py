@@ -1,7 +1,7 @@
 """The page and /docs in a real browser: the real server on a loopback port, driven by headless Chromium.
 
 Skipped, with the reason, where Chromium, chromedriver or selenium is missing
-(apt-get install -y chromium chromium-driver; pip install selenium).
+(apt-get install -y chromium chromium-driver; pip install selenium); failed instead under CXRSEG_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ KEY = "s3cret-key-for-the-browser-test"
 
 
 shot = load_script("scripts/screenshot_serve.py")  # the test drives the browser with its helpers
-pytestmark = pytest.mark.skipif(shot.chromium_missing() is not None, reason=f"no browser: {shot.chromium_missing()}")
+pytestmark = pytest.mark.browser  # skipped without Chromium, or failed where required (tests/_browser.py)
 
 
 def shown_matches(text: str, fmt: str, value) -> bool:
