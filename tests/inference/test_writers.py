@@ -4,8 +4,10 @@ SEG from the API."""
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import shutil
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -141,8 +143,14 @@ def test_segments_are_coded_and_name_the_models(pipeline, tiny_models, inputs, t
         assert algorithm.AlgorithmVersion == expected and len(expected) <= 64
         assert algorithm.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
     assert "image_threshold=" in infection.algorithm_identification[0].AlgorithmParameters
-    # without the weights files the version is the software's alone; a long one is cut to leave the digest whole
-    assert dicom_seg_algorithms(pipeline)[0][0].AlgorithmVersion == pipeline.lung_card["software"]["cxrseg"]
+    # a pipeline from from_pretrained names its own weights; without weights files the version is the software's
+    # alone; a long one is cut to leave the digest whole
+    assert pipeline.weights == {k: Path(v) for k, v in weights.items()}
+    own = f"{pipeline.lung_card['software']['cxrseg']} (weights sha256 {weights_digest(weights['lung'])})"
+    assert dicom_seg_algorithms(pipeline)[0][0].AlgorithmVersion == own
+    bare = copy.copy(pipeline)
+    bare.weights = {}
+    assert dicom_seg_algorithms(bare)[0][0].AlgorithmVersion == pipeline.lung_card["software"]["cxrseg"]
     version = algorithm_version({"software": {"cxrseg": "9" * 80}}, weights["lung"])
     assert len(version) == 64 and version.endswith(f" (weights sha256 {weights_digest(weights['lung'])})")
 
@@ -182,6 +190,8 @@ def test_the_api_returns_the_seg(pipeline, inputs):
         body = r.json()
         seg = hd.seg.segread(io.BytesIO(base64.b64decode(body["dicom_seg_base64"])))
         assert seg.StudyInstanceUID == source.StudyInstanceUID
+        versions = [seg.get_segment_description(n).algorithm_identification[0].AlgorithmVersion for n in (1, 2)]
+        assert all("(weights sha256 " in v for v in versions), versions  # the service names its weights too
         lung = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"]["lung_mask"])))) > 0
         np.testing.assert_array_equal(_segment_pixels(seg, source)[..., 0], lung)
 

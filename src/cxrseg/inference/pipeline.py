@@ -84,6 +84,7 @@ class TwoStagePipeline:
         self.infection_config = ModelConfig.from_dict(infection_card.get("architecture", {}))
         self.tta = tta
         self.batch_size = batch_size
+        self.weights: dict[str, Path] = {}  # 'lung'/'infection' -> the files loaded, when built by from_pretrained
         # Run the models on the content inside flat edge bands only (cxrseg.data.borders). Off by default: on Val it
         # helped padded films a little, but on films whose edges were blacked out it doubled the false alarms
         # (docs/experiments.md), since the models were trained on films with their bands.
@@ -140,8 +141,10 @@ class TwoStagePipeline:
         weights = resolve_classifier(classifier, infection)
         if weights is not None:  # PyTorch in either backend: bf16 where the stages run bf16, else fp32
             film = FilmClassifier(weights, backends[0].device if backend == "torch" else "cpu", precision)
-        return cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status,
-                   crop_borders=crop_borders, classifier=film)
+        pipeline = cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status,
+                       crop_borders=crop_borders, classifier=film)
+        pipeline.weights = dict(zip(("lung", "infection"), paths))
+        return pipeline
 
     # -- model-size core, shared by predict() and evaluation -------------------------------------
     def _probs(self, backend: Backend, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

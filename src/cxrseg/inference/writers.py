@@ -171,12 +171,12 @@ def dicom_seg_algorithms(
     pipeline: Any, weights: Mapping[str, str | Path] | None = None,
 ) -> tuple[hd.AlgorithmIdentificationSequence, hd.AlgorithmIdentificationSequence]:
     """(lung, infection) algorithm identifications of a :class:`TwoStagePipeline`: card name, version (see
-    :func:`algorithm_version`; ``weights`` maps 'lung' and 'infection' to the files the pipeline was built from,
-    which the pipeline itself does not keep) and the decision applied (thresholds, TTA, the whole-film
+    :func:`algorithm_version`; ``weights`` maps 'lung' and 'infection' to the weights files, by default those the
+    pipeline was built from) and the decision applied (thresholds, TTA, the whole-film
     classifier's weights digest when one joins stage 2's decision)."""
     from cxrseg.models.store import weights_digest
 
-    weights = weights or {}
+    weights = weights or getattr(pipeline, "weights", None) or {}
     tta = bool(getattr(pipeline, "tta", False))
     classifier = getattr(pipeline, "classifier", None)
     lung = _algorithm(pipeline.lung_card, {"threshold": pipeline.lung_threshold, "tta": tta}, weights.get("lung"))
