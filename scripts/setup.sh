@@ -17,9 +17,9 @@ if [ "${1:-}" = "--browser" ]; then
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-        || echo "setup: could not install chromium; the browser test will be skipped" >&2
+        || echo "setup: could not install chromium; the browser tests will be skipped (they fail under CXRSEG_REQUIRE_BROWSER=1, as in CI)" >&2
     else
-      echo "setup: chromium not installed and no root/apt-get; the browser test will be skipped" >&2
+      echo "setup: chromium not installed and no root/apt-get; the browser tests will be skipped (they fail under CXRSEG_REQUIRE_BROWSER=1, as in CI)" >&2
     fi
   fi
 fi
