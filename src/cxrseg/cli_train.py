@@ -100,6 +100,9 @@ def train_classifier(
     max_val: Annotated[Optional[int], typer.Option(help="use at most this many validation images")] = None,
     device: str = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch")] = None,
+    degrade_negatives: Annotated[float, typer.Option(
+        help="chance of one extra blur/noise/down-sampling/JPEG on films without COVID-19 (against the "
+             "image-quality shortcut)")] = 0.0,
 ) -> None:
     """Train the whole-film COVID-19 classifier (an experiment beside stage 2's head; resumes from OUT/last.pt)."""
     import torch
@@ -110,5 +113,5 @@ def train_classifier(
         torch.set_num_threads(threads)
     cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size,
                                 max_train=max_train, max_val=max_val, device=device,
-                                command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                                degrade_negatives=degrade_negatives, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"classifier: {fit_classifier(cfg)}")

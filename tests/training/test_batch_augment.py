@@ -132,3 +132,26 @@ def test_fit_with_batch_augment(tmp_path):
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert all(np.isfinite(row["loss"]) for row in result.history)
     assert result.best_weights.is_file()
+
+
+def test_quality_losses_go_to_the_films_without_covid_only():
+    images, lesions, lungs = _films(6)
+    augment = BatchAugment(InputSpec(size=64), seed=2)
+    augment.reseed(2, torch.device("cpu"))
+    x = images[:, None].float() / 255.0
+    out = augment.degrade(x, torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]))
+    assert torch.equal(out[3:], x[3:]) and not any(torch.equal(out[i], x[i]) for i in range(3))
+    assert out.min() >= 0 and out.max() <= 1
+
+    lesions[3:] = False  # three films without infection
+    labels = ["COVID-19"] * 3 + ["Normal"] * 3
+    bundle = ArrayBundle(images.numpy(), lungs.numpy(), lesions.numpy(), labels, [str(i) for i in range(6)])
+    batches = DeviceBatches(bundle, "lung", None, InputSpec(size=32), 6, torch.device("cpu"), seed=1,
+                            degrade_negatives=0.5)
+    chances: list[torch.Tensor] = []
+    batches.augment.degrade = lambda x, chance: (chances.append(chance), x)[1]
+    item = next(iter(batches))
+    assert torch.equal(chances[0], 0.5 * (1 - item["has_infection"]))  # 0.5 for the negatives, 0 for COVID-19
+    plain = DeviceBatches(bundle, "lung", None, InputSpec(size=32), 6, torch.device("cpu"), seed=1)
+    plain.augment.degrade = lambda x, chance: pytest.fail("no quality loss by default")
+    next(iter(plain))

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from cxrseg.data.dataset import ArrayBundle, InputSpec
 
 N_SHIFT_KINDS = 10  # the kinds of cxrseg.data.shifts.random_shift, in its order
+QUALITY_LOSSES = (3, 5, 6, 7)  # blur, noise, down-sampling, JPEG: the shift kinds that lose image quality
 TEXT_LABELS = ("R", "L", "PORTABLE", "AP ERECT", "2020-04-01 10:12", "ICU BED 7", "SUPINE")
 # ITU T.81 Annex K luminance quantisation table, scaled by quality as libjpeg does.
 _JPEG_TABLE = torch.tensor([
@@ -189,6 +190,20 @@ class BatchAugment:
                 out[i, 0, y0 : y0 + sh, x0 : x0 + sw] = torch.maximum(out[i, 0, y0 : y0 + sh, x0 : x0 + sw], stamp[:sh, :sw])
         return out
 
+    def degrade(self, x: torch.Tensor, chance: torch.Tensor) -> torch.Tensor:
+        """One random quality loss (blur, noise, down-sampling or JPEG) on each image with probability ``chance``
+        (N,). Given to negative films only, it takes away a shortcut: COVID-QU-Ex's COVID-19 films come from
+        lower-quality sources than its other films, so image quality alone predicts the label there."""
+        n, dev = x.shape[0], x.device
+        doing = torch.rand(n, device=dev, generator=self.generator) < chance
+        kind = torch.randint(len(QUALITY_LOSSES), (n,), device=dev, generator=self.generator)
+        x = x.clone()
+        for j, k in enumerate(QUALITY_LOSSES):
+            idx = torch.nonzero(doing & (kind == j)).flatten()
+            if len(idx):
+                x[idx] = self._shift(k, x[idx])
+        return x
+
     def acquisition_shifts(self, x: torch.Tensor) -> torch.Tensor:
         """With probability ``shift_prob``, one or two random shifts per image (as RandAcquisitionShift)."""
         n, dev = x.shape[0], x.device
@@ -257,10 +272,13 @@ class BatchAugment:
         masks = F.grid_sample(stack[:, 1:], grid - corner, mode="nearest", padding_mode="border", align_corners=False)
         return torch.cat([image, masks], 1)
 
-    def __call__(self, images: torch.Tensor, mask: torch.Tensor, roi: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, mask: torch.Tensor, roi: torch.Tensor,
+                 degrade: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if self.generator is None or self.generator.device != images.device:
             self.reseed(self.seed, images.device)
         x = images[:, None].float() / 255.0
+        if degrade is not None:
+            x = self.degrade(x, degrade)
         if self.shifts:
             x = self.acquisition_shifts(x)
         if self.spec.norm == "equalize":
@@ -300,6 +318,7 @@ class DeviceBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        degrade_negatives: float = 0.0,
     ) -> None:
         self.images = torch.from_numpy(bundle.images).to(device)
         masks = bundle.lungs if target == "lung" else bundle.infections
@@ -307,6 +326,7 @@ class DeviceBatches:
         self.rois = torch.from_numpy(bundle.lungs if roi is None else roi).to(device)
         self.positive = torch.from_numpy(bundle.has_infection().astype(np.float32)).to(device)
         self.augment = BatchAugment(spec, target, shifts, seed=seed)
+        self.degrade_negatives = degrade_negatives  # chance of one quality loss on a film without COVID-19
         self.batch_size, self.device = batch_size, device
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.drop_last = len(bundle) > batch_size * world_size
@@ -328,6 +348,7 @@ class DeviceBatches:
         order = self._indices().to(self.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            item = self.augment(self.images[idx], self.masks[idx], self.rois[idx])
+            degrade = self.degrade_negatives * (1 - self.positive[idx]) if self.degrade_negatives else None
+            item = self.augment(self.images[idx], self.masks[idx], self.rois[idx], degrade)
             item["has_infection"] = self.positive[idx]
             yield item

@@ -50,6 +50,9 @@ class ClassifierTrainConfig:
     size: int = 128
     input_norm: str = "equalize"
     shift_augment: bool = True
+    # chance of one extra quality loss (blur, noise, down-sampling, JPEG) on films without COVID-19: COVID-QU-Ex's
+    # COVID-19 films are the lower-quality ones, so without it a degraded film looks like COVID-19 (row 62)
+    degrade_negatives: float = 0.0
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -64,6 +67,8 @@ class ClassifierTrainConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         if self.epochs < 1 or self.batch_size < 1:
             raise CxrsegError("epochs and batch size must be at least 1")
+        if not 0.0 <= self.degrade_negatives <= 1.0:
+            raise CxrsegError(f"degrade_negatives is a probability, got {self.degrade_negatives}")
 
 
 def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
@@ -77,7 +82,7 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
     split = lambda name, limit: load_arrays(stratified_subset(require_samples(index, (name,), "infection"), limit, cfg.seed), 256)  # noqa: E731
     train, val = split(cfg.train_split, cfg.max_train), split(cfg.val_split, cfg.max_val)
     batches = DeviceBatches(train, "lung", None, InputSpec(norm=cfg.input_norm, size=cfg.size), cfg.batch_size,
-                            device, shifts=cfg.shift_augment, seed=cfg.seed)
+                            device, shifts=cfg.shift_augment, seed=cfg.seed, degrade_negatives=cfg.degrade_negatives)
     x_val = classifier_input(val.images.astype(np.float32) / 255.0, cfg.size, cfg.input_norm)
     y_val = val.has_infection()
     model = build_image_classifier(cfg.arch).to(device)
