@@ -223,3 +223,27 @@ def test_flat_borders_are_cut_before_the_models_when_asked(pipeline, val_xrays):
     assert dice(seg.lung[40 : 40 + h, 10 : 10 + w], plain.lung) > 0.98
     assert seg.figures.right_lung_density == pytest.approx(plain.figures.right_lung_density, abs=0.01)
     assert seg.figures.left_lung_density == pytest.approx(plain.figures.left_lung_density, abs=0.01)
+
+
+def test_a_smaller_stage_1_runs_at_its_own_size_on_the_256_grid(pipeline, val_xrays):
+    """A stage 2 that crops the lungs' box crops it from the films' own 256 grid (as in training); a stage 1
+    trained smaller (here 128) runs at its own size and its probabilities are resized to that grid."""
+    seen: list[tuple[int, ...]] = []
+
+    class Spy:
+        name = pipeline.lung_backend.name
+
+        def __call__(self, x):
+            seen.append(x.shape)
+            return pipeline.lung_backend(x)
+
+    card = {**pipeline.infection_card, "architecture": {**pipeline.infection_card["architecture"], "roi_margin": 0.08}}
+    cropping = TwoStagePipeline(Spy(), pipeline.infection_backend, pipeline.lung_card, card)
+    assert (cropping.size, cropping.lung_size, pipeline.size) == (256, 128, 128)
+    images = np.stack([_resized(x, 256, 256).pixels for x in val_xrays[:3]])
+    out = cropping.run_model_size(images)
+    assert all(shape[-2:] == (128, 128) for shape in seen) and out.lung.shape == (3, 256, 256)
+    native = pipeline.predict(val_xrays[:3])
+    for lung, seg in zip(out.lung, native):
+        small = np.asarray(Image.fromarray(lung.astype(np.uint8) * 255).resize(seg.lung.shape[::-1])) > 127
+        assert dice(small, seg.lung) > 0.95

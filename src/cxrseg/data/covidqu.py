@@ -26,6 +26,7 @@ PARTS = {"infection": INFECTION_PART, "lung": LUNG_PART}
 SPLITS = ("Train", "Val", "Test")
 CLASSES = ("COVID-19", "Non-COVID", "Normal")
 IMAGES_DIR, LUNG_DIR, INFECTION_DIR = "images", "lung masks", "infection masks"
+DATA_SIZE = 256  # the films' own size: stage 2 crops the lungs' box from this grid, in training and inference
 
 
 @dataclass(frozen=True)

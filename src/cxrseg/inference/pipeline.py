@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from cxrseg.data.borders import content_box
+from cxrseg.data.covidqu import DATA_SIZE
 from cxrseg.data.dataset import stage2_input
 from cxrseg.data.io import XRay, read_xray
 from cxrseg.data.normalize import normalize_input
@@ -78,10 +79,14 @@ class TwoStagePipeline:
         self.covid_status = covid_status  # 'positive': confirmed by the user, so the image-level veto is skipped
         self.lung_backend, self.infection_backend = lung, infection
         self.lung_card, self.infection_card = lung_card, infection_card
-        self.size = int(lung_card.get("input_size", 256))  # the grid both stages' outputs live on
-        self.infection_size = int(infection_card.get("input_size", self.size))
         self.lung_config = ModelConfig.from_dict(lung_card.get("architecture", {}))
         self.infection_config = ModelConfig.from_dict(infection_card.get("architecture", {}))
+        self.lung_size = int(lung_card.get("input_size", 256))
+        # The grid both stages' outputs live on. A stage 2 that crops the lungs' box crops it from the films' own
+        # 256 grid, as in training, so a smaller stage 1 runs at its own size and its output is resized to the grid.
+        crops = self.infection_config.roi_margin is not None
+        self.size = max(DATA_SIZE, self.lung_size) if crops else self.lung_size
+        self.infection_size = int(infection_card.get("input_size", self.size))
         self.tta = tta
         self.batch_size = batch_size
         self.weights: dict[str, Path] = {}  # 'lung'/'infection' -> the files loaded, when built by from_pretrained
@@ -160,8 +165,12 @@ class TwoStagePipeline:
 
     def lungs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1 alone on (N, S, S) float32 images in [0, 1]: (lung probabilities, cleaned bool lung masks)."""
-        x = normalize_input(images, self.lung_config.input_norm)[:, None]
-        lung_prob, _, _ = self._probs(self.lung_backend, x)
+        x = normalize_input(images, self.lung_config.input_norm)
+        if self.lung_size != x.shape[-1]:
+            x = resize_batch(x, (self.lung_size, self.lung_size))
+        lung_prob, _, _ = self._probs(self.lung_backend, x[:, None])
+        if len(images) and lung_prob.shape[-2:] != images.shape[-2:]:
+            lung_prob = resize_batch(lung_prob, images.shape[-2:])
         lung = np.stack([clean_lung(p > self.lung_threshold) for p in lung_prob]) if len(images) else lung_prob > 1
         return lung_prob, lung
 

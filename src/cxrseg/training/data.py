@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from cxrseg.data.covidqu import LUNG_PART, find_dataset, require_samples, stratified_subset
+from cxrseg.data.covidqu import DATA_SIZE, LUNG_PART, find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import ArrayBundle, InputSpec, SegmentationDataset, load_arrays, resize_mask
 from cxrseg.data.normalize import normalize_input
 from cxrseg.inference.backends import TorchBackend
@@ -18,7 +18,6 @@ from cxrseg.training import distributed as ddp
 from cxrseg.training.batch_augment import DeviceBatches
 from cxrseg.training.config import TrainConfig
 
-DATA_SIZE = 256  # COVID-QU-Ex's own size: stage 2 crops from it when its input is the lungs' box
 
 
 def predicted_lung_roi(
