@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--split", default="Val")
     ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
     ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
+    ap.add_argument("--classifier", default="auto",
+                    help="whole-film classifier beside the head: auto (the shipped one), none, or weights (as cxrseg predict)")
     ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
     ap.add_argument("--crop-borders", action="store_true",
                     help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
@@ -151,8 +153,10 @@ def main(argv: list[str] | None = None) -> str:
     bundle = load_arrays(samples, size=a.size)
     images = bundle.images.astype(np.float32) / 255.0
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
+    if a.classifier != "auto":
+        models += f"; classifier {a.classifier}"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                          batch_size=a.batch_size, crop_borders=a.crop_borders)
+                                          batch_size=a.batch_size, crop_borders=a.crop_borders, classifier=a.classifier)
 
     rows: list[tuple[str, dict]] = []
     t0 = time.perf_counter()
