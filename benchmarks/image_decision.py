@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--max-negative-rate", type=float, default=0.05)
     ap.add_argument("--external", type=Path, default=REPO.parent / "shared" / "external",
                     help="films from outside COVID-QU-Ex (reported only); 'none' to skip")
+    ap.add_argument("--head-weights", default="",
+                    help="also weighted means, w x head + (1 - w) x classifier, for these comma-separated w")
     ap.add_argument("--out", type=Path, default=None, help="also write the output here (Markdown)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> str:
     head, clf = out.image_prob, classifier_probability(a.classifier, images)
     positive = bundle.infections.reshape(len(bundle), -1).any(1)
     decisions = {"stage-2 head (shipped)": head, "whole-film classifier": clf, "mean of the two": (head + clf) / 2}
+    for w in (float(x) for x in a.head_weights.split(",") if x.strip()):
+        decisions[f"{w:g} x head + {1 - w:g} x classifier"] = w * head + (1 - w) * clf
     args = argv if argv is not None else sys.argv[1:]
     lines = [
         f"Image-level decision on COVID-QU-Ex {a.split} ({len(bundle)} films, {int(positive.sum())} with infection); "
