@@ -178,3 +178,21 @@ def test_iterate_yields_everything_and_prints_plain_lines_with_the_postfix():
     assert "20/20 batch (100%)" in text and text.rstrip().endswith("loss=0.0500")
     quiet = io.StringIO()
     assert list(ProgressReporter("x", stream=quiet, quiet=True).iterate([1, 2])) == [1, 2] and quiet.getvalue() == ""
+
+
+def test_evaluate_and_tune_quiet_print_no_progress(tiny_models, synthetic_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from cxrseg.cli import app
+
+    lung, infection = (str(p) for p in tiny_models)
+    models = ["--lung-model", lung, "--infection-model", infection, "--backend", "torch"]
+    for args, label in (
+        (["evaluate", "--data", str(synthetic_root), "--out", str(tmp_path / "eval"), "--classifier", "none", *models],
+         "evaluate Val"),
+        (["tune", "--data", str(synthetic_root), "--no-write", *models], "tune"),
+    ):
+        loud, quiet = (CliRunner().invoke(app, args + extra) for extra in ([], ["--quiet"]))
+        assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+        assert label in loud.stderr and quiet.stderr.strip() == ""  # progress goes, the results stay
+        assert quiet.stdout == loud.stdout

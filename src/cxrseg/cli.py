@@ -48,6 +48,7 @@ LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 w
 InfectionOpt = Annotated[Optional[Path], typer.Option("--infection-model", help="stage-2 weights (default: shipped)")]
 BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (torch bf16 where the CPU/GPU has bf16, else onnxruntime on CPU when installed)")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 with --backend auto where supported), bf16 (torch) or fp32 (the reference)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines: print only the results")]
 BordersOpt = Annotated[bool, typer.Option("--crop-borders/--keep-borders",
                                           help="run the models inside flat edge bands (collimation, padding) only "
                                                "(off by default: see docs/experiments.md)")]
@@ -191,6 +192,7 @@ def evaluate(
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
     crop_borders: BordersOpt = False,
     classifier: ClassifierOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
@@ -198,7 +200,7 @@ def evaluate(
 
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier)
     pipe.crop_borders = crop_borders
-    run = run_evaluation(pipe, data, split, max_images, progress=ProgressReporter(f"evaluate {split}", unit="batch").iterate)
+    run = run_evaluation(pipe, data, split, max_images, progress=ProgressReporter(f"evaluate {split}", unit="batch", quiet=quiet).iterate)
     paths = write_report(run, out)
     typer.echo(markdown(run.metrics))
     typer.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['per_image']}")
@@ -217,6 +219,7 @@ def tune(
         "--classifier", help="tune the head averaged with this whole-film classifier; stored in its card")] = None,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Choose stage-2 thresholds (pixel, image-level, min area) on a split; store them in the card.
 
@@ -225,7 +228,7 @@ def tune(
     from cxrseg.evaluation.tune import tune_infection, write_thresholds
 
     pipe = _pipeline(lung_model, infection_model, backend, "auto", tta, 32, precision, classifier=classifier)
-    result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=ProgressReporter("tune", unit="setting").iterate)
+    result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=ProgressReporter("tune", unit="setting", quiet=quiet).iterate)
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
     typer.echo("|---:|---:|---:|---:|---:|---:|---:|")
