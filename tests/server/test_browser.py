@@ -10,7 +10,7 @@ import json
 import math
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2 as httpx
 import numpy as np
 import pytest
 from _scripts import load_script

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from cxrseg.server.app import KEEP_ALIVE_S, ServerSettings, create_app, uvicorn_options

@@ -171,6 +171,6 @@ def test_a_trickling_upload_is_cut_off_at_the_deadline_too(live):
 
 
 def test_the_server_still_answers_after_refusing(live):
-    import httpx
+    import httpx2 as httpx
 
     assert httpx.get(f"http://127.0.0.1:{live}{HEALTH}").json()["status"] == "ok"
