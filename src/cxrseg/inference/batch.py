@@ -32,7 +32,7 @@ if "torch" not in sys.modules:
 
 from cxrseg.data.io import IMAGE_SUFFIXES, XRay, read_xray  # noqa: E402 - after the OpenMP setting
 from cxrseg.errors import CxrsegError, InputFileError  # noqa: E402
-from cxrseg.inference.pipeline import TwoStagePipeline  # noqa: E402
+from cxrseg.inference.pipeline import ModelPass, TwoStagePipeline  # noqa: E402
 from cxrseg.inference.result import CSV_FIELDS, Segmentation  # noqa: E402
 from cxrseg.inference.writers import NoDicomSeg, dicom_seg_algorithms, write_dicom_seg, write_outputs  # noqa: E402
 
@@ -250,9 +250,10 @@ def predict_files(
     writer = _AppendCsv(results, CSV_FIELDS)
     failures: _AppendCsv | None = None
     bar = progress(total=len(todo)) if progress else None
-    # One background thread writes a batch's files and then its CSV rows (zlib releases the GIL, so this
-    # overlaps the next batch's inference); waiting for it before handing over the next batch keeps at most
-    # one batch in flight, and a row still only appears once its files are complete.
+    # One background thread finishes a batch (masks at each film's size, clean-up, figures: numpy and SciPy on one
+    # core) and writes its files and then its CSV rows, while the models take the next batch on the other threads.
+    # Waiting for it before handing over the next batch keeps at most one batch in flight, and a row still only
+    # appears once its files are complete.
     saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrseg-write")
     pending: Future | None = None
     algorithms = dicom_seg_algorithms(pipeline, weights) if dicom_seg else None
@@ -276,12 +277,13 @@ def predict_files(
                 note(f"--dicom-seg: {f} is not DICOM; a DICOM SEG is written for DICOM inputs only "
                      "(other non-DICOM inputs are not listed)")
 
-    def save(items: list[tuple[Path, XRay, Segmentation]]) -> int:
-        for f, x, seg in items:
+    def save(items: list[tuple[Path, XRay]], done: ModelPass) -> int:
+        segs = pipeline.finish([x for _, x in items], done)
+        for (f, x), seg in zip(items, segs):
             write_outputs(out, stems[f], x, seg)
             if algorithms is not None:
                 save_dicom_seg(f, x, seg)
-        writer.write([{**seg.row(), "file": str(f)} for f, _, seg in items])
+        writer.write([{**seg.row(), "file": str(f)} for (f, _), seg in zip(items, segs)])
         return len(items)
 
     def wait_saved() -> None:
@@ -299,9 +301,9 @@ def predict_files(
             nonlocal pending
             if not batch:
                 return
-            segs = pipeline.predict([x for _, x in batch])
+            done = pipeline.model_pass([x for _, x in batch])
             wait_saved()
-            pending = saver.submit(save, [(f, x, seg) for (f, x), seg in zip(batch, segs)])
+            pending = saver.submit(save, list(batch), done)
             batch.clear()
 
         for f, xray, problem in _decoded(todo, max_pixels, workers):

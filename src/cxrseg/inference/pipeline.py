@@ -50,6 +50,16 @@ class ModelSizeOutputs:
     vetoed: np.ndarray  # (N,) bool: the head judged the film not COVID-19-like (its opacity is not counted)
 
 
+@dataclass
+class ModelPass:
+    """What :meth:`TwoStagePipeline.model_pass` hands to :meth:`TwoStagePipeline.finish` for a batch of films."""
+
+    outputs: ModelSizeOutputs
+    small: np.ndarray  # (N, S, S) the films (their content boxes) at the model grid
+    boxes: list[tuple[int, int, int, int]]  # each film's content box (top, bottom, left, right) at its own size
+    status: str  # the COVID-19 status the decision used
+
+
 def resize_batch(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (N, H, W) float32 to ``size``; antialiased when shrinking."""
     if x.shape[-2:] == tuple(size):
@@ -227,12 +237,21 @@ class TwoStagePipeline:
         """
         if not xrays:
             return []
+        return self.finish(xrays, self.model_pass(xrays, covid_status))
+
+    def model_pass(self, xrays: list[XRay], covid_status: str | None = None) -> ModelPass:
+        """The first half of :meth:`predict`: the films at the model grid through both stages (the models' work)."""
         status = self._status(covid_status)
         s = (self.size, self.size)
         boxes = [content_box(x.pixels) if self.crop_borders else (0, x.size[0], 0, x.size[1]) for x in xrays]
         small = np.stack([resize_batch(x.pixels[None, t:b, le:r], s)[0]
                           for x, (t, b, le, r) in zip(xrays, boxes)]).astype(np.float32)
-        out = self.run_model_size(small, status)
+        return ModelPass(self.run_model_size(small, status), small, boxes, status)
+
+    def finish(self, xrays: list[XRay], done: ModelPass) -> list[Segmentation]:
+        """The second half of :meth:`predict`: masks at each film's own size, cleaned, and their figures. Numpy and
+        SciPy on one core, so a folder run does it on its writer thread while the models take the next batch."""
+        out, small, boxes, status = done.outputs, done.small, done.boxes, done.status
         results = []
         for i, x in enumerate(xrays):
             h, w = x.size
