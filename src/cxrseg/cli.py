@@ -102,12 +102,11 @@ def predict(
     pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier)
     pipe.covid_status, pipe.crop_borders = covid_status, crop_borders
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
-    weights = _stage_weights(lung_model, infection_model)
     report = predict_files(
         pipe, inputs, out, resume=resume, shard=shard, workers=workers, progress=progress.start,
-        on_failure=progress.skipped, dicom_seg=dicom_seg, on_note=progress.message, weights=weights,
+        on_failure=progress.skipped, dicom_seg=dicom_seg, on_note=progress.message,
     )
-    _record_run(out, pipe, weights)  # once the inputs were found: no folder for a typo
+    _record_run(out, pipe)  # once the inputs were found: no folder for a typo
     typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
     if dicom_seg:
         typer.echo(f"{report.dicom_segs} DICOM SEG file(s) written (STEM_seg.dcm, for DICOM inputs only)")
@@ -118,18 +117,11 @@ def predict(
         raise typer.Exit(1)
 
 
-def _stage_weights(lung_model: Optional[Path], infection_model: Optional[Path]) -> dict[str, Path]:
-    """The weights files both stages load (the shipped ones where none is given), for run.json and DICOM SEGs."""
-    from cxrseg.models.store import shipped_weights
-
-    return {"lung": lung_model or shipped_weights("lung"), "infection": infection_model or shipped_weights("infection")}
-
-
-def _record_run(out: Path, pipe, weights: dict[str, Path]) -> None:
-    """OUT/run.json: the models and cards this run uses, for `cxrseg report`."""
+def _record_run(out: Path, pipe) -> None:
+    """OUT/run.json: the models (the weights the pipeline loaded) and cards this run uses, for `cxrseg report`."""
     from cxrseg.report import write_run_info
 
-    write_run_info(out, pipe, weights, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    write_run_info(out, pipe, pipe.weights, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 
 def _write_report(folder: Path, thumbnails: bool = True, page_size: int = 100) -> None:
@@ -167,7 +159,7 @@ def demo(
     report = predict_files(pipe, [f.path for f in examples], out, workers=0)
     if report.failed:
         raise CxrsegError("; ".join(f"{f}: {why}" for f, why in report.failed))
-    _record_run(out, pipe, _stage_weights(None, None))  # as predict does: `cxrseg report OUT` names the models
+    _record_run(out, pipe)  # as predict does: `cxrseg report OUT` names the models
     with open(out / "results.csv", newline="", encoding="utf-8") as fh:
         rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
     for film in examples:

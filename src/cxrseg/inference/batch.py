@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,15 +220,14 @@ def predict_files(
     workers: int | None = None,
     dicom_seg: bool = False,
     on_note: Callable[[str], None] | None = None,
-    weights: Mapping[str, str | Path] | None = None,
 ) -> BatchReport:
     """Segment every input file into ``out``; returns counts and the failures with their reasons.
 
     ``workers``: decoding processes (default :func:`default_workers`; 0 decodes in this process).
     ``dicom_seg``: also write ``STEM_seg.dcm`` for every DICOM input. A non-DICOM input gets nothing extra,
     said once through ``on_note``; a DICOM input that cannot be referenced (e.g. no StudyInstanceUID) is
-    said per file. Either way its other outputs and CSV row are written as usual. ``weights``: the pipeline's
-    'lung' and 'infection' weights files, whose digests the SEG's algorithm versions then carry.
+    said per file. Either way its other outputs and CSV row are written as usual. The SEG's algorithm versions
+    carry the digests of the weights the pipeline loaded.
     """
     workers = default_workers() if workers is None else workers
     if workers < 0:
@@ -256,7 +255,7 @@ def predict_files(
     # appears once its files are complete.
     saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxrseg-write")
     pending: Future | None = None
-    algorithms = dicom_seg_algorithms(pipeline, weights) if dicom_seg else None
+    algorithms = dicom_seg_algorithms(pipeline) if dicom_seg else None
     said_not_dicom = False
 
     def note(message: str) -> None:

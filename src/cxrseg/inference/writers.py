@@ -32,8 +32,8 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -7,6 +7,7 @@ run outside the lock.
 from __future__ import annotations
 
 import base64
+import functools
 import datetime as _dt
 import threading
 import time
@@ -43,13 +44,18 @@ class Segmenter:
         if getattr(pipeline, "classifier", None) is not None:  # the whole-film classifier beside stage 2's head
             self.model_names["classifier"] = str(pipeline.classifier.card.get("name", "classifier"))
 
+    @functools.cached_property
+    def _algorithms(self):
+        """The SEG's algorithm identifications: the same for every upload, and they hash the weights files."""
+        return dicom_seg_algorithms(self.pipeline)
+
     def dicom_seg(self, xray: XRay, seg: Segmentation) -> tuple[str | None, str | None]:
         """(the DICOM SEG's bytes in base64, None), or (None, why there is none) for an upload that cannot have one.
 
         As ``cxrseg predict --dicom-seg`` does, a missing SEG is a note beside the segmentation, not an error.
         """
         try:
-            return base64.b64encode(dicom_seg_bytes(xray, seg, dicom_seg_algorithms(self.pipeline))).decode(), None
+            return base64.b64encode(dicom_seg_bytes(xray, seg, self._algorithms)).decode(), None
         except NoDicomSeg as e:
             if e.not_dicom:
                 return None, "no DICOM SEG: the upload is not DICOM, and a DICOM SEG must reference a DICOM image"
