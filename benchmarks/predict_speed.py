@@ -2,7 +2,7 @@
 whole ``cxrseg predict`` process on a folder against a plain PyTorch-eager baseline, in one run.
 
     python benchmarks/predict_speed.py --data ../shared/data/COVID-QU-Ex [--threads 2] [--folder-images 400]
-        [--lung-model W --infection-model W] [--int8] [--out docs/predict_speed.md]
+        [--lung-model W --infection-model W] [--int8] [--accurate] [--out docs/predict_speed.md]
 
 1. **Model work** (``TwoStagePipeline.predict``: resize, both stages, post-processing; no file I/O), ms per image
    at batch 1 and 8, for PyTorch fp32 / fp32 channels-last / bf16 / bf16 channels-last and onnxruntime fp32
@@ -207,6 +207,9 @@ def folder_run(a, lung: Path, infection: Path, film: Path | None, emit) -> None:
         if onnxruntime_available():
             commands["cxrseg predict --backend onnx (fp32)"] = [cxrseg, "predict", str(src), "--out", f"{tmp}/o-onnx", "-q",
                                                                "--backend", "onnx", *models_cx]
+        if a.accurate:
+            commands["cxrseg predict --accurate (shipped models)"] = [cxrseg, "predict", str(src), "--out", f"{tmp}/o-acc",
+                                                                     "-q", "--accurate"]
         if a.baseline_overlay:
             commands["baseline + plain overlay PNG"] = [*commands["baseline (plain PyTorch eager fp32, batch 8)"], "--overlay"]
         passive = {**env, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -259,6 +262,7 @@ def main() -> None:
     ap.add_argument("--baseline-overlay", action="store_true", help="also time the baseline writing a plain overlay")
     ap.add_argument("--int8", action="store_true", help="also onnxruntime INT8 (static, calibrated on Train images)")
     ap.add_argument("--channels-last", action="store_true", help="also the channels-last rows")
+    ap.add_argument("--accurate", action="store_true", help="also the accurate mode (shipped models), model work and folder")
     ap.add_argument("--lung-model", "--lung", dest="lung", type=Path, default=None)
     ap.add_argument("--infection-model", "--infection", dest="infection", type=Path, default=None)
     ap.add_argument("--classifier", default="auto",
@@ -351,6 +355,15 @@ def main() -> None:
                     pipe.batch_size = 8
                     agree = agreement(reference, pipe.predict(xrays)) if batch == 8 else ""
                     emit(f"| onnx | int8 (static, 32 Train images) | {batch} | {ms:.1f} | {1000 / ms:.1f} | | | {agree} |")
+
+    if a.accurate:  # the slower mode (shipped models: its second stage-1 model and decision come with them)
+        pipe = TwoStagePipeline.from_pretrained(backend="auto", accurate=True)
+        for batch in (1, 8):
+            ms = time_pipeline(pipe, xrays, batch, a.repeats)
+            pipe.batch_size = 8
+            agree = agreement(reference, pipe.predict(xrays)) if batch == 8 else ""
+            emit(f"| --accurate: {pipe.backend_name}, flip TTA, 2 stage-1 models | {pipe.lung_backend.precision} | "
+                 f"{batch} | {ms:.1f} | {1000 / ms:.1f} | | | {agree} |")
 
     if a.data and a.folder_images:
         folder_run(a, lung, infection, film, emit)

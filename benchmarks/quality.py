@@ -1,6 +1,6 @@
 """Regenerate the model cards' quality numbers: evaluate the two-stage pipeline on a split.
 
-    python benchmarks/quality.py --data ../shared/data/COVID-QU-Ex --split Val [--tta] [--out DIR] [--update-cards]
+    python benchmarks/quality.py --data ../shared/data/COVID-QU-Ex --split Val [--tta | --accurate] [--out DIR] [--update-cards]
         [--lung-model W] [--infection-model W] [--backend auto|torch|onnx]
 
 Runs ``cxrseg.evaluation.evaluate`` with the shipped models (or --lung-model/--infection-model), writes
@@ -8,7 +8,7 @@ metrics.json, metrics.md and per_image.csv to --out, prints the Markdown tables 
 with Tahir et al. 2021 and the best student report in their convention, the per-image mean over all images; the
 per-class tables), then the README table: each headline figure against the targets of issue #11 and the
 published figures. With --update-cards it stores the headline figures in both cards (``metrics`` field, with the
-split and the command; with --tta, the ``metrics`` field of each card's ``tta`` block).
+split and the command; with --tta or --accurate, the ``metrics`` field of each card's ``tta`` or ``accurate`` block).
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="stage-2 weights (default: shipped)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--accurate", action="store_true", help="the accurate mode (flip TTA, two stage-1 models)")
     ap.add_argument("--update-cards", action="store_true")
     a = ap.parse_args(argv)
 
@@ -135,9 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     from cxrseg.evaluation.evaluate import evaluate
     from cxrseg.evaluation.report import markdown, write_report
     from cxrseg.inference.pipeline import TwoStagePipeline
-    from cxrseg.models.store import card_path, read_card, shipped_weights
+    from cxrseg.models.store import card_path, read_card
 
-    pipe = TwoStagePipeline.from_pretrained(a.lung, a.infection, backend=a.backend, tta=a.tta, batch_size=16)
+    pipe = TwoStagePipeline.from_pretrained(a.lung, a.infection, backend=a.backend, tta=a.tta, batch_size=16,
+                                            accurate=a.accurate)
     run = evaluate(pipe, a.data, a.split, progress=ProgressReporter(f"evaluate {a.split}", unit="batch").iterate)
     write_report(run, a.out)
     print(markdown(run.metrics))
@@ -147,12 +149,14 @@ def main(argv: list[str] | None = None) -> None:
         args = sys.argv[1:] if argv is None else argv
         command = "python benchmarks/quality.py " + " ".join(shlex.quote(x) for x in args)
         film = pipe.classifier.weights if pipe.classifier is not None else None
-        pipeline = (f"two-stage, backend {pipe.backend_name}, tta={a.tta}, "
-                    f"image-level decision: {'head + whole-film classifier' if film else 'head alone'}")
-        cards = [("lung", a.lung or shipped_weights("lung")), ("infection", a.infection or shipped_weights("infection"))]
+        pipeline = (f"two-stage, backend {pipe.backend_name}, tta={pipe.tta}, "
+                    + (f"stage 1 the mean of {len(pipe.lung_members)} models, " if len(pipe.lung_members) > 1 else "")
+                    + f"image-level decision: {'head + whole-film classifier' if film else 'head alone'}")
+        cards = [("lung", pipe.weights["lung"]), ("infection", pipe.weights["infection"])]
         for stage, weights in cards + ([("infection", film)] if film else []):  # the classifier's card: its decision's figures
             card = read_card(weights)
-            block = card.setdefault("tta", {}) if a.tta else card  # TTA figures sit beside the TTA decision
+            mode = pipe.decision_block  # TTA / accurate-mode figures sit beside that mode's decision
+            block = card.setdefault(mode, {}) if mode else card
             kept = {k: v for k, v in block.get("metrics", {}).items() if k == "val_auc"}  # the classifier's own
             block["metrics"] = {**card_metrics(run.metrics, stage, a.split, pipeline, command), **kept}
             atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")

@@ -245,6 +245,23 @@ def test_tune_with_tta_writes_the_cards_tta_block(own_models, synthetic_root):
     }
 
 
+def test_tune_accurate_writes_the_cards_accurate_block_and_predict_uses_it(own_models, synthetic_root, tmp_path):
+    lung, infection = own_models
+    result = runner.invoke(app, ["tune", "--data", str(synthetic_root), "--lung-model", str(lung),
+                                 "--infection-model", str(infection), "--accurate", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "(its 'accurate' block)" in result.output
+    card = json.loads(infection.with_suffix(".json").read_text())
+    assert "accurate mode" in card["accurate"]["thresholds_tuned_on"] and "tta" not in card
+    image = next((synthetic_root / "Infection Segmentation Data" / "Val" / "COVID-19" / "images").iterdir())
+    run = runner.invoke(app, ["predict", str(image), "--lung-model", str(lung), "--infection-model", str(infection),
+                              "--accurate", "--out", str(tmp_path / "o"), "--quiet"])
+    assert run.exit_code == 0, run.output
+    info = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert info["accurate"] and info["tta"]
+    assert info["decision"]["image_threshold"] == card["accurate"]["image_threshold"]
+
+
 def test_predict_covid_status_positive_and_bad_value(tiny_models, synthetic_root, tmp_path):
     image = next((synthetic_root / "Infection Segmentation Data" / "Val" / "COVID-19" / "images").iterdir())
     args = ["predict", str(image), "--lung-model", str(tiny_models[0]), "--infection-model", str(tiny_models[1])]

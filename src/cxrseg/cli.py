@@ -32,11 +32,11 @@ app.command("train-classifier")(train_classifier)
 
 
 def _pipeline(lung: Optional[Path], infection: Optional[Path], backend: str, device: str, tta: bool, batch_size: int,
-              precision: str = "auto", classifier: Optional[str | Path] = "auto"):
+              precision: str = "auto", classifier: Optional[str | Path] = "auto", accurate: bool = False):
     from cxrseg.inference.pipeline import TwoStagePipeline
 
     return TwoStagePipeline.from_pretrained(lung, infection, backend=backend, device=device, tta=tta, batch_size=batch_size,
-                                            precision=precision, classifier=classifier)
+                                            precision=precision, classifier=classifier, accurate=accurate)
 
 
 ClassifierOpt = Annotated[str, typer.Option(
@@ -48,6 +48,9 @@ LungOpt = Annotated[Optional[Path], typer.Option("--lung-model", help="stage-1 w
 InfectionOpt = Annotated[Optional[Path], typer.Option("--infection-model", help="stage-2 weights (default: shipped)")]
 BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (torch bf16 where the CPU/GPU has bf16, else onnxruntime on CPU when installed)")]
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 with --backend auto where supported), bf16 (torch) or fp32 (the reference)")]
+AccurateOpt = Annotated[bool, typer.Option(
+    "--accurate", help="slower, more accurate mode: flip TTA, stage 1 the mean of the shipped lung model and a wider "
+    "one, and the thresholds tuned for it (about 3x the model time; README, 'Accurate mode')")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines: print only the results")]
 BordersOpt = Annotated[bool, typer.Option("--crop-borders/--keep-borders",
                                           help="run the models inside flat edge bands (collimation, padding) only "
@@ -89,6 +92,7 @@ def predict(
                                                    "(confirmed: no veto, grades from the opacity alone)")] = "unknown",
     crop_borders: BordersOpt = False,
     classifier: ClassifierOpt = "auto",
+    accurate: AccurateOpt = False,
 ) -> None:
     """Segment X-rays: masks at the input size, an overlay, and a results.csv row per image.
 
@@ -99,7 +103,7 @@ def predict(
 
     if covid_status not in COVID_STATUSES:
         _fail(f"--covid-status must be one of {', '.join(COVID_STATUSES)}, not {covid_status!r}")
-    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier)
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier, accurate)
     pipe.covid_status, pipe.crop_borders = covid_status, crop_borders
     progress = ProgressReporter("predict", unit="img", quiet=quiet)
     report = predict_files(
@@ -184,13 +188,14 @@ def evaluate(
     max_images: Annotated[Optional[int], typer.Option(help="evaluate a class-stratified subset")] = None,
     crop_borders: BordersOpt = False,
     classifier: ClassifierOpt = "auto",
+    accurate: AccurateOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Measure the two-stage pipeline on a split: Dice/IoU per image and pooled, by class; detection."""
     from cxrseg.evaluation.evaluate import evaluate as run_evaluation
     from cxrseg.evaluation.report import markdown, write_report
 
-    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier)
+    pipe = _pipeline(lung_model, infection_model, backend, device, tta, batch_size, precision, classifier, accurate)
     pipe.crop_borders = crop_borders
     run = run_evaluation(pipe, data, split, max_images, progress=ProgressReporter(f"evaluate {split}", unit="batch", quiet=quiet).iterate)
     paths = write_report(run, out)
@@ -209,6 +214,9 @@ def tune(
     tta: Annotated[bool, typer.Option(help="tune for flip TTA: stored apart, used by --tta runs")] = False,
     classifier: Annotated[Optional[Path], typer.Option(
         "--classifier", help="tune the head averaged with this whole-film classifier; stored in its card")] = None,
+    accurate: Annotated[bool, typer.Option(
+        "--accurate", help="tune for the accurate mode (with --lung-model unset: the two shipped stage-1 models); "
+        "stored apart, used by --accurate runs")] = False,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
     quiet: QuietOpt = False,
@@ -219,7 +227,7 @@ def tune(
     met the 5% limit and on the bf16 default path it flagged 2 more negative films, 5.4% (docs/experiments.md)."""
     from cxrseg.evaluation.tune import tune_infection, write_thresholds
 
-    pipe = _pipeline(lung_model, infection_model, backend, "auto", tta, 32, precision, classifier=classifier)
+    pipe = _pipeline(lung_model, infection_model, backend, "auto", tta, 32, precision, classifier=classifier, accurate=accurate)
     result = tune_infection(pipe, data, split, max_negative_rate=max_negative_rate, progress=ProgressReporter("tune", unit="setting", quiet=quiet).iterate)
     typer.echo(f"best 10 of {len(result.table)} settings with at most {max_negative_rate:.0%} of negatives flagged:")
     typer.echo("| threshold | image threshold | min area | Dice mean | Dice mean COVID | Dice pooled | negatives flagged |")
@@ -233,8 +241,9 @@ def tune(
     typer.echo(f"without the image-level veto (a perfect image classifier) that Dice could reach {result.ceiling:.4f}")
     if write:
         target = classifier or infection_model  # the decision belongs to the model(s) that make it
-        write_thresholds(target, result, split, tta=tta, path=pipe.backend_name)
-        typer.echo(f"stored in {target.with_suffix('.json')}" + (" (its 'tta' block)" if tta else ""))
+        block = pipe.decision_block
+        write_thresholds(target, result, split, path=pipe.backend_name, block=block)
+        typer.echo(f"stored in {target.with_suffix('.json')}" + (f" (its '{block}' block)" if block else ""))
 
 
 @app.command()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cxrseg._atomic import atomic_path
+from cxrseg.errors import CxrsegError
 from cxrseg.models.store import load_model
 
 
@@ -57,12 +58,18 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
 
 
 def export_shipped() -> list[Path]:
-    """Write ``<stage>.onnx`` beside each shipped model where it is missing or older than the weights."""
+    """Write ``<stage>.onnx`` beside each shipped segmentation model (both stages, and the accurate mode's wider
+    stage 1 where the install has it) where it is missing or older than the weights."""
     from cxrseg.models.store import STAGES, shipped_weights
 
     written = []
-    for stage in STAGES:
-        weights = shipped_weights(stage)
+    for stage in (*STAGES, "lung-wide"):
+        try:
+            weights = shipped_weights(stage)
+        except CxrsegError:
+            if stage in STAGES:
+                raise
+            continue
         target = weights.with_suffix(".onnx")
         if not target.is_file() or target.stat().st_mtime < weights.stat().st_mtime:
             written.append(export_onnx(weights, target))

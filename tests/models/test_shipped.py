@@ -27,6 +27,27 @@ def test_cards_describe_the_shipped_models():
     assert read_card(INFECTION)["image_threshold"] is not None
 
 
+def test_the_accurate_mode_has_its_wider_stage_1_and_its_own_decision():
+    from cxrseg.inference.decision import resolve_classifier
+    from cxrseg.inference.pipeline import TwoStagePipeline
+
+    wide = shipped_weights("lung-wide")
+    card = read_card(wide)
+    assert card["stage"] == "lung" and card["name"] == "cxrseg-lung-wide" and wide.with_suffix(".onnx").is_file()
+    decision = read_card(resolve_classifier("auto", None) or INFECTION)
+    assert "accurate mode" in decision["accurate"]["thresholds_tuned_on"]
+    assert "infection Dice, per-image mean, COVID-19 images" in decision["accurate"]["metrics"]
+    pipe = TwoStagePipeline.from_pretrained(backend="torch", accurate=True)
+    assert list(pipe.weights) == ["lung", "lung-2", "infection"] and pipe.weights["lung-2"] == wide
+    assert pipe.image_threshold == decision["accurate"]["image_threshold"] and pipe.tta
+    from cxrseg.data.io import read_xray
+    from cxrseg.examples import films
+
+    film = read_xray(films()[0].path)  # a real film: the shipped example from another hospital
+    fast, slow = TwoStagePipeline.from_pretrained(backend="torch").predict_one(film), pipe.predict_one(film)
+    assert dice_per_image(Counts.of(fast.lung, slow.lung))[0] > 0.9
+
+
 def test_onnx_and_torch_backends_agree_on_the_shipped_models():
     from cxrseg.inference.pipeline import TwoStagePipeline
 

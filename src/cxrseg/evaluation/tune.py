@@ -114,25 +114,29 @@ def tune_infection(
     )
 
 
-def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: bool = False, path: str = "") -> None:
+def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: bool = False, path: str = "",
+                     block: str | None = None) -> None:
     """Store the chosen thresholds in the infection model's card, with how they were chosen (``path``: the backend
     and precision they were tuned on, e.g. 'torch-bf16').
 
-    With ``tta`` they go into the card's ``tta`` block, which the pipeline uses when it runs with flip TTA.
+    ``block`` ('tta' or 'accurate'; ``tta=True`` means 'tta') puts them in that block of the card, which the pipeline
+    uses when it runs in that mode (:attr:`TwoStagePipeline.decision_block`).
     """
+    block = block or ("tta" if tta else None)
+    how = {"tta": " with flip TTA", "accurate": " in the accurate mode (flip TTA, two stage-1 models)"}.get(block or "", "")
     card = read_card(weights)
     decision = {
         "threshold": result.best.threshold,
         "image_threshold": result.best.image_threshold,
         "min_area": result.best.min_area,
         "thresholds_tuned_on": (
-            f"{split} split{' with flip TTA' if tta else ''}: max per-image mean infection Dice on images with "
+            f"{split} split{how}: max per-image mean infection Dice on images with "
             f"infection, at most {result.max_negative_rate:.0%} of images without infection flagged"
             + (f"; {path}" if path else "")
         ),
     }
-    if tta:
-        card["tta"] = decision
+    if block:
+        card[block] = decision
     else:
         card.update(decision)
     atomic_write_text(card_path(weights), json.dumps(card, indent=2, default=str) + "\n")

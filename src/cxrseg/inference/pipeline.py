@@ -1,6 +1,7 @@
 """TwoStagePipeline: X-ray -> lung mask -> lung ROI -> infection mask -> figures, at the input's own size.
 
-Stage 1 runs on the X-ray resized to its model size; its mask (two largest components, holes filled) makes
+Stage 1 runs on the X-ray resized to its model size (one model, or the mean probability of several: the
+``accurate`` mode adds a wider stage 1 to the shipped one); its mask (two largest components, holes filled) makes
 the lung ROI that stage 2 sees, built as stage 2's card says (X-ray x mask or both as channels, the whole image
 or the lungs' box, at its own size; :mod:`cxrseg.data.roi`). Stage 2's image-level head vetoes infection on
 images it judges free of it; surviving infection is clipped to the lung and specks under ``min_area``
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,23 @@ from cxrseg.models.store import load_model, read_card, shipped_weights
 
 BACKENDS = ("auto", "torch", "onnx")
 COVID_STATUSES = ("unknown", "positive")
+# The slower 'accurate' mode: flip TTA, and stage 1 the mean of the shipped lung model and a wider one. Better lungs
+# move stage 2's box and mask; with TTA on both stages that gave +0.008 COVID-19 Dice on Val (docs/experiments.md).
+ACCURATE_LUNGS = ("lung", "lung-wide")
+
+
+@dataclass
+class LungMember:
+    """One stage-1 model: how to run it and what its card says about its input."""
+
+    backend: Backend
+    card: dict
+    config: ModelConfig
+    size: int
+
+    @classmethod
+    def of(cls, backend: Backend, card: dict) -> LungMember:
+        return cls(backend, card, ModelConfig.from_dict(card.get("architecture", {})), int(card.get("input_size", 256)))
 
 
 @dataclass
@@ -74,43 +93,54 @@ class TwoStagePipeline:
 
     def __init__(
         self,
-        lung: Backend,
+        lung: Backend | Sequence[Backend],
         infection: Backend,
-        lung_card: dict,
+        lung_card: dict | Sequence[dict],
         infection_card: dict,
         tta: bool = False,
         batch_size: int = 8,
         covid_status: str = "unknown",
         crop_borders: bool = False,
         classifier: FilmClassifier | None = None,
+        accurate: bool = False,
     ) -> None:
+        """``lung`` and ``lung_card``: one stage-1 model, or several whose probabilities are averaged (the first is
+        the primary: its card names stage 1 in the outputs). ``accurate``: take the decision tuned for the accurate
+        mode (the card's ``accurate`` block); :meth:`from_pretrained` builds that mode's models."""
         if covid_status not in COVID_STATUSES:
             raise CxrsegError(f"unknown COVID-19 status {covid_status!r}; use one of {', '.join(COVID_STATUSES)}")
         self.covid_status = covid_status  # 'positive': confirmed by the user, so the image-level veto is skipped
-        self.lung_backend, self.infection_backend = lung, infection
-        self.lung_card, self.infection_card = lung_card, infection_card
-        self.lung_config = ModelConfig.from_dict(lung_card.get("architecture", {}))
+        lungs = [lung] if not isinstance(lung, Sequence) else list(lung)
+        cards = [lung_card] if isinstance(lung_card, dict) else list(lung_card)
+        if not lungs or len(lungs) != len(cards):
+            raise CxrsegError(f"stage 1 needs one card per model ({len(lungs)} models, {len(cards)} cards)")
+        self.lung_members = [LungMember.of(b, c) for b, c in zip(lungs, cards)]
+        self.lung_backend, self.infection_backend = lungs[0], infection
+        self.lung_card, self.infection_card = cards[0], infection_card
+        self.lung_config = self.lung_members[0].config
         self.infection_config = ModelConfig.from_dict(infection_card.get("architecture", {}))
-        self.lung_size = int(lung_card.get("input_size", 256))
+        self.lung_size = max(m.size for m in self.lung_members)
         # The grid both stages' outputs live on. A stage 2 that crops the lungs' box crops it from the films' own
         # 256 grid, as in training, so a smaller stage 1 runs at its own size and its output is resized to the grid.
         crops = self.infection_config.roi_margin is not None
         self.size = max(DATA_SIZE, self.lung_size) if crops else self.lung_size
         self.infection_size = int(infection_card.get("input_size", self.size))
-        self.tta = tta
+        self.tta, self.accurate = tta or accurate, accurate
         self.batch_size = batch_size
-        self.weights: dict[str, Path] = {}  # 'lung'/'infection' -> the files loaded, when built by from_pretrained
+        self.weights: dict[str, Path] = {}  # 'lung' ('lung-2', ...)/'infection' -> the files loaded, when built by from_pretrained
         # Run the models on the content inside flat edge bands only (cxrseg.data.borders). Off by default: on Val it
         # helped padded films a little, but on films whose edges were blacked out it doubled the false alarms
         # (docs/experiments.md), since the models were trained on films with their bands.
         self.crop_borders = crop_borders
-        self.lung_threshold = float(lung_card.get("threshold", 0.5))
+        self.lung_threshold = float(self.lung_card.get("threshold", 0.5))
         # An optional whole-film classifier averaged with the head (cxrseg.inference.decision); thresholds tuned with it
-        # live in its card. TTA averages two predictions, which shifts the probabilities: its own tuned decision, where
-        # the card has one.
+        # live in its card. TTA averages two predictions, which shifts the probabilities, and the accurate mode's lungs
+        # move stage 2's input: each has its own tuned decision (the card's 'tta' or 'accurate' block), where the card
+        # has one.
         self.classifier = classifier
         source = classifier.card if classifier is not None and classifier.has_decision else infection_card
-        decision = source.get("tta", source) if tta else source
+        block = self.decision_block
+        decision = source.get(block, source) if block else source
         self.infection_threshold = float(decision.get("threshold", 0.5))
         t = decision.get("image_threshold")
         self.image_threshold = None if t is None else float(t)
@@ -120,10 +150,15 @@ class TwoStagePipeline:
     def backend_name(self) -> str:
         return self.lung_backend.name
 
+    @property
+    def decision_block(self) -> str | None:
+        """The block of the decision card this pipeline's thresholds come from: 'accurate', 'tta' or None (the top)."""
+        return "accurate" if self.accurate else "tta" if self.tta else None
+
     @classmethod
     def from_pretrained(
         cls,
-        lung: str | Path | None = None,
+        lung: str | Path | Sequence[str | Path] | None = None,
         infection: str | Path | None = None,
         backend: str = "auto",
         device: str = "auto",
@@ -134,6 +169,7 @@ class TwoStagePipeline:
         covid_status: str = "unknown",
         crop_borders: bool = False,
         classifier: str | Path | None = "auto",
+        accurate: bool = False,
     ) -> TwoStagePipeline:
         """Load both stages (shipped models when a path is None) on 'torch', 'onnx' or 'auto', in 'fp32', 'bf16'
         or 'auto' precision.
@@ -144,9 +180,16 @@ class TwoStagePipeline:
         reference. ``threads``: onnxruntime's intra-op threads (PyTorch uses ``torch.set_num_threads``).
         ``classifier``: the whole-film classifier averaged with stage 2's head, 'auto' (the shipped one, with the
         shipped stage 2), 'none', or a path (:func:`cxrseg.inference.decision.resolve_classifier`).
+        ``lung`` may list several stage-1 models, whose probabilities are averaged. ``accurate``: the slower mode,
+        flip TTA with stage 1 the mean of the shipped lung model and the shipped wider one (when ``lung`` is None)
+        and the thresholds tuned for it.
         """
         backend, precision = choose(backend, precision, device)
-        paths = [Path(lung) if lung else shipped_weights("lung"), Path(infection) if infection else shipped_weights("infection")]
+        if lung is None:
+            lungs = [shipped_weights(s) for s in (ACCURATE_LUNGS if accurate else ("lung",))]
+        else:
+            lungs = [Path(lung)] if isinstance(lung, (str, Path)) else [Path(p) for p in lung]
+        paths = [*lungs, Path(infection) if infection else shipped_weights("infection")]
         cards = [read_card(p) for p in paths]
         if backend == "torch":
             backends = [TorchBackend(load_model(p)[0], device, precision=precision) for p in paths]
@@ -156,9 +199,10 @@ class TwoStagePipeline:
         weights = resolve_classifier(classifier, infection)
         if weights is not None:  # PyTorch in either backend: bf16 where the stages run bf16, else fp32
             film = FilmClassifier(weights, backends[0].device if backend == "torch" else "cpu", precision)
-        pipeline = cls(*backends, *cards, tta=tta, batch_size=batch_size, covid_status=covid_status,
-                       crop_borders=crop_borders, classifier=film)
-        pipeline.weights = dict(zip(("lung", "infection"), paths))
+        pipeline = cls(backends[:-1], backends[-1], cards[:-1], cards[-1], tta=tta, batch_size=batch_size,
+                       covid_status=covid_status, crop_borders=crop_borders, classifier=film, accurate=accurate)
+        names = ["lung", *(f"lung-{i}" for i in range(2, len(lungs) + 1)), "infection"]
+        pipeline.weights = dict(zip(names, paths))
         return pipeline
 
     # -- model-size core, shared by predict() and evaluation -------------------------------------
@@ -174,13 +218,18 @@ class TwoStagePipeline:
         return members.mean(0), image, members.std(0)
 
     def lungs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 1 alone on (N, S, S) float32 images in [0, 1]: (lung probabilities, cleaned bool lung masks)."""
-        x = normalize_input(images, self.lung_config.input_norm)
-        if self.lung_size != x.shape[-1]:
-            x = resize_batch(x, (self.lung_size, self.lung_size))
-        lung_prob, _, _ = self._probs(self.lung_backend, x[:, None])
-        if len(images) and lung_prob.shape[-2:] != images.shape[-2:]:
-            lung_prob = resize_batch(lung_prob, images.shape[-2:])
+        """Stage 1 alone on (N, S, S) float32 images in [0, 1]: (lung probabilities, cleaned bool lung masks).
+        Each stage-1 model sees the films normalised and sized as its card says; their probabilities are averaged."""
+        probs = []
+        for member in self.lung_members:
+            x = normalize_input(images, member.config.input_norm)
+            if member.size != x.shape[-1]:
+                x = resize_batch(x, (member.size, member.size))
+            prob, _, _ = self._probs(member.backend, x[:, None])
+            if len(images) and prob.shape[-2:] != images.shape[-2:]:
+                prob = resize_batch(prob, images.shape[-2:])
+            probs.append(prob)
+        lung_prob = probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float32)
         lung = np.stack([clean_lung(p > self.lung_threshold) for p in lung_prob]) if len(images) else lung_prob > 1
         return lung_prob, lung
 

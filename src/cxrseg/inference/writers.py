@@ -179,7 +179,9 @@ def dicom_seg_algorithms(
     weights = weights or getattr(pipeline, "weights", None) or {}
     tta = bool(getattr(pipeline, "tta", False))
     classifier = getattr(pipeline, "classifier", None)
-    lung = _algorithm(pipeline.lung_card, {"threshold": pipeline.lung_threshold, "tta": tta}, weights.get("lung"))
+    # the accurate mode averages a second stage-1 model with the first: its digest joins the parameters
+    more = {f"{k}_sha256": weights_digest(v) for k, v in weights.items() if k.startswith("lung-")}
+    lung = _algorithm(pipeline.lung_card, {"threshold": pipeline.lung_threshold, "tta": tta, **more}, weights.get("lung"))
     infection = _algorithm(
         pipeline.infection_card,
         {"threshold": pipeline.infection_threshold, "image_threshold": pipeline.image_threshold,

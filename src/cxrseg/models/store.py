@@ -21,6 +21,7 @@ from cxrseg.errors import CxrsegError
 from cxrseg.models.factory import IMAGE_CLASSIFIER, ModelConfig, SegNet, build_image_classifier, build_model
 
 STAGES = ("lung", "infection")
+SHIPPED = (*STAGES, "lung-wide", "classifier")  # every network in weights/, each with its card
 NORMALISATION = "grayscale in [0, 1]: 8-bit / 255, deeper images min-max stretched (cxrseg.data.io)"
 
 
@@ -212,10 +213,10 @@ def load_classifier(weights: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def shipped_weights(stage: str) -> Path:
-    """Path of the model shipped inside the package for ``stage`` ('lung', 'infection' or 'classifier', the
-    whole-film classifier averaged with stage 2's head)."""
-    if stage not in (*STAGES, "classifier"):
-        raise CxrsegError(f"unknown stage {stage!r}; use one of {(*STAGES, 'classifier')}")
+    """Path of the model shipped inside the package for ``stage`` ('lung', 'infection', 'lung-wide', the wider
+    stage 1 of the accurate mode, or 'classifier', the whole-film classifier averaged with stage 2's head)."""
+    if stage not in SHIPPED:
+        raise CxrsegError(f"unknown stage {stage!r}; use one of {SHIPPED}")
     path = Path(str(resources.files("cxrseg.models") / "weights" / f"{stage}.safetensors"))
     if not path.is_file():
         raise CxrsegError(f"{path}: the shipped {stage} model is missing from this install; pass a model path")

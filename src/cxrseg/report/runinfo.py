@@ -17,12 +17,15 @@ RUN_JSON = "run.json"
 
 
 def run_info(pipeline, weights: dict[str, Path], command: str | None = None) -> dict:
-    """The record of one predict run: ``weights`` maps 'lung' and 'infection' to the weights files used (and the
-    pipeline's whole-film classifier is added when it has one)."""
+    """The record of one predict run: ``weights`` maps 'lung' and 'infection' (and 'lung-2', ... for the further
+    stage-1 models of the accurate mode) to the weights files used; the pipeline's whole-film classifier is added
+    when it has one."""
     from cxrseg import __version__
     from cxrseg.models.store import weights_digest
 
     cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+    for i, member in enumerate(getattr(pipeline, "lung_members", [])[1:], start=2):  # the accurate mode's stage 1
+        cards[f"lung-{i}"] = member.card
     classifier = getattr(pipeline, "classifier", None)  # the optional second opinion (cxrseg.inference.decision)
     if classifier is not None:
         cards["classifier"] = classifier.card
@@ -41,6 +44,7 @@ def run_info(pipeline, weights: dict[str, Path], command: str | None = None) -> 
         "command": command,
         "backend": getattr(pipeline, "backend_name", None),
         "tta": bool(getattr(pipeline, "tta", False)),
+        "accurate": bool(getattr(pipeline, "accurate", False)),
         "decision": {
             "lung_threshold": getattr(pipeline, "lung_threshold", None),
             "infection_threshold": getattr(pipeline, "infection_threshold", None),
