@@ -50,7 +50,7 @@ BackendOpt = Annotated[str, typer.Option(help="torch, onnx, or auto (torch bf16 
 PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 with --backend auto where supported), bf16 (torch) or fp32 (the reference)")]
 AccurateOpt = Annotated[bool, typer.Option(
     "--accurate", help="slower, more accurate mode: flip TTA, stage 1 the mean of the shipped lung model and a wider "
-    "one, and the thresholds tuned for it (about 3x the model time; README, 'Accurate mode')")]
+    "one, and the thresholds tuned for it (3.5x the model work, 2.2x a folder run; README, 'Accurate mode')")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines: print only the results")]
 BordersOpt = Annotated[bool, typer.Option("--crop-borders/--keep-borders",
                                           help="run the models inside flat edge bands (collimation, padding) only "
@@ -311,6 +311,7 @@ def serve(
     upload_timeout: Annotated[float, typer.Option(help="seconds a request body may take to arrive; slower gets 408")] = 60.0,
     header_timeout: Annotated[float, typer.Option(
         help="seconds a request line and headers may take to arrive; slower connections are closed")] = 15.0,
+    accurate: AccurateOpt = False,
 ) -> None:
     """Web page at / and JSON API at /api/v1 (segment, health, models); OpenAPI docs at /docs (offline)."""
     from cxrseg.server import ServerSettings, run_server
@@ -320,7 +321,7 @@ def serve(
             host=host, port=port, max_upload_mb=max_upload_mb, max_pixels=max_pixels, queue_size=queue_size,
             workers=workers, save_dir=save_dir, lung=lung_model, infection=infection_model, backend=backend,
             device=device, preview_max_side=preview_max_side, api_key=api_key or None, upload_timeout_s=upload_timeout,
-            header_timeout_s=header_timeout,
+            header_timeout_s=header_timeout, accurate=accurate,
         )
     )
 

@@ -94,6 +94,7 @@ def train_classifier(
     epochs: int = 14,
     batch_size: int = 32,
     lr: float = 1e-3,
+    seed: Annotated[int, typer.Option(help="seed of the initial weights, the batches and the augmentation")] = 0,
     arch: Annotated[str, typer.Option(help="densenet121 (7.0M parameters) or densenet-small (0.67M)")] = "densenet121",
     size: Annotated[int, typer.Option(help="network input size (pixels, square)")] = 128,
     max_train: Annotated[Optional[int], typer.Option(help="use at most this many training images")] = None,
@@ -111,7 +112,7 @@ def train_classifier(
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size,
-                                max_train=max_train, max_val=max_val, device=device,
+    cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch=arch,
+                                size=size, max_train=max_train, max_val=max_val, device=device,
                                 degrade_negatives=degrade_negatives, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"classifier: {fit_classifier(cfg)}")

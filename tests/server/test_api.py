@@ -21,6 +21,7 @@ from PIL import Image
 from cxrseg.data.io import decode_xray
 from cxrseg.data.synthetic import phantom
 from cxrseg.errors import CxrsegError
+from cxrseg.inference.pipeline import TwoStagePipeline
 from cxrseg.server.app import Figures, InferenceQueue, QueueFull, ServerSettings, create_app
 
 SEGMENT = "/api/v1/segment"
@@ -381,3 +382,17 @@ def test_models_include_the_classifier_card_when_one_decides(pipeline, monkeypat
     with serving(pipeline) as c:
         cards = c.get("/api/v1/models").json()
     assert cards["classifier"]["stage"] == "classifier" and set(cards) == {"lung", "infection", "classifier"}
+
+
+def test_the_accurate_setting_builds_the_accurate_pipeline_and_lists_both_lung_cards(tiny_models):
+    """``cxrseg serve --accurate``: the settings reach from_pretrained; /api/v1/models names each stage-1 model."""
+    from cxrseg.server.app import load_pipeline
+
+    lung, infection = tiny_models
+    assert load_pipeline(ServerSettings(lung=lung, infection=infection, backend="torch", accurate=True)).accurate
+    two = TwoStagePipeline.from_pretrained([lung, lung], infection, backend="torch", accurate=True)
+    with serving(two) as c:
+        cards = c.get("/api/v1/models").json()
+        r = c.post(SEGMENT, files={"file": ("x.png", encode(xray_u8(2), "PNG"), "image/png")})
+    assert set(cards) == {"lung", "lung-2", "infection"} and cards["lung-2"]["stage"] == "lung"
+    assert r.status_code == 200 and r.json()["figures"]["uncertainty"] is not None  # TTA on

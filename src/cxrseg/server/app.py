@@ -62,7 +62,7 @@ def load_pipeline(settings: ServerSettings) -> Any:
     from cxrseg.inference.pipeline import TwoStagePipeline
 
     return TwoStagePipeline.from_pretrained(
-        settings.lung, settings.infection, backend=settings.backend, device=settings.device
+        settings.lung, settings.infection, backend=settings.backend, device=settings.device, accurate=settings.accurate
     )
 
 
@@ -94,9 +94,11 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
 
     @app.get("/api/v1/models", tags=["service"])
     async def models() -> dict[str, dict]:
-        """The model cards of both stages (and of the whole-film classifier beside stage 2's head, when one is used):
-        architecture, thresholds, training data and metrics."""
+        """The model cards of both stages (and of the accurate mode's second stage-1 model, and of the whole-film
+        classifier beside stage 2's head, when used): architecture, thresholds, training data and metrics."""
         cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
+        for i, member in enumerate(getattr(pipeline, "lung_members", [])[1:], start=2):  # the accurate mode's stage 1
+            cards[f"lung-{i}"] = member.card
         if pipeline.classifier is not None:
             cards["classifier"] = pipeline.classifier.card
         return cards

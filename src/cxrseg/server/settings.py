@@ -27,6 +27,7 @@ class ServerSettings:
     lung: Path | None = None  # stage-1 weights; None: the shipped model
     infection: Path | None = None  # stage-2 weights; None: the shipped model
     backend: str = "auto"  # 'auto', 'torch' or 'onnx'
+    accurate: bool = False  # the slower accurate mode (flip TTA, two stage-1 models, its own thresholds)
     device: str = "auto"  # torch device for the torch backend
     preview_max_side: int = 2048  # longest side of the original and overlay PNGs sent for display
     api_key: str | None = None  # /api/ calls but health then need 'Authorization: Bearer KEY'; required off loopback
