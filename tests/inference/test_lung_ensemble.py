@@ -74,6 +74,9 @@ def test_the_accurate_mode_reads_its_own_decision_and_runs_tta(own_models, tiny_
     plain = TwoStagePipeline.from_pretrained(lung, infection, backend="torch")
     assert plain.decision_block is None and not plain.accurate
     assert TwoStagePipeline.from_pretrained(lung, infection, backend="torch", tta=True).decision_block == "tta"
+    write_thresholds(infection, TuneResult(Thresholds(0.45, 0.3, 5), 0.0, [], [], 0.05, 0.0), "Val", tta=True)
+    no_block_yet = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", accurate=True)
+    assert (no_block_yet.infection_threshold, no_block_yet.min_area) == (0.45, 5)  # falls back to the TTA decision
     write_thresholds(infection, TuneResult(Thresholds(0.35, 0.2, 9), 0.0, [], [], 0.05, 0.0), "Val", block="accurate")
     card = read_card(infection)
     assert card["accurate"]["min_area"] == 9 and "accurate mode" in card["accurate"]["thresholds_tuned_on"]

@@ -139,8 +139,9 @@ class TwoStagePipeline:
         # has one.
         self.classifier = classifier
         source = classifier.card if classifier is not None and classifier.has_decision else infection_card
-        block = self.decision_block
-        decision = source.get(block, source) if block else source
+        # the accurate mode runs TTA too: a card tuned for TTA but not for it gives its TTA decision
+        fallbacks = {"accurate": ("accurate", "tta"), "tta": ("tta",), None: ()}[self.decision_block]
+        decision = next((source[k] for k in fallbacks if k in source), source)
         self.infection_threshold = float(decision.get("threshold", 0.5))
         t = decision.get("image_threshold")
         self.image_threshold = None if t is None else float(t)
