@@ -322,6 +322,15 @@ def main() -> None:
     ref_pipe.batch_size = 8
     reference = ref_pipe.predict(xrays)
 
+    def model_work_rows(pipe: TwoStagePipeline, label: str, floor_ms: float | None = None) -> None:
+        """Two table rows, batch 1 and 8 (the second with its masks' agreement with the fp32 reference)."""
+        for batch in (1, 8):
+            ms = time_pipeline(pipe, xrays, batch, a.repeats)
+            pipe.batch_size = 8
+            agree = agreement(reference, pipe.predict(xrays)) if batch == 8 else ""
+            against = f"{floor_ms:.1f} | {ms / floor_ms:.2f}x" if floor_ms else " | "
+            emit(f"| {label} | {batch} | {ms:.1f} | {1000 / ms:.1f} | {against} | {agree} |")
+
     variants: list[tuple[str, str, bool]] = [("torch", "fp32", False), ("torch", "bf16", False)]
     if a.channels_last:
         variants[1:1] = [("torch", "fp32", True)]
@@ -337,12 +346,7 @@ def main() -> None:
             pipe = TwoStagePipeline.from_pretrained(lung, infection, backend="onnx", threads=a.threads,
                                                     classifier=film or "none")
         label = f"{backend}{' channels-last' if cl else ''}"
-        for batch in (1, 8):
-            ms = time_pipeline(pipe, xrays, batch, a.repeats)
-            pipe.batch_size = 8
-            agree = agreement(reference, pipe.predict(xrays)) if batch == 8 else ""
-            emit(f"| {label} | {precision} | {batch} | {ms:.1f} | {1000 / ms:.1f} | {floor[precision]:.1f} | "
-                 f"{ms / floor[precision]:.2f}x | {agree} |")
+        model_work_rows(pipe, f"{label} | {precision}", floor[precision])
     if a.int8:
         if not (a.data and onnxruntime_available()):
             emit("| onnx | int8 | | needs --data and onnxruntime | | | | |")
@@ -350,20 +354,11 @@ def main() -> None:
             calibration = [read_xray(f) for f in val_images(a.data, "Train", 32)]
             with tempfile.TemporaryDirectory() as tmp:
                 pipe = int8_pipeline(lung, infection, film_classifier(film, "fp32"), calibration, a.threads, Path(tmp))
-                for batch in (1, 8):
-                    ms = time_pipeline(pipe, xrays, batch, a.repeats)
-                    pipe.batch_size = 8
-                    agree = agreement(reference, pipe.predict(xrays)) if batch == 8 else ""
-                    emit(f"| onnx | int8 (static, 32 Train images) | {batch} | {ms:.1f} | {1000 / ms:.1f} | | | {agree} |")
+                model_work_rows(pipe, "onnx | int8 (static, 32 Train images)")
 
     if a.accurate:  # the slower mode (shipped models: its second stage-1 model and decision come with them)
         pipe = TwoStagePipeline.from_pretrained(backend="auto", accurate=True)
-        for batch in (1, 8):
-            ms = time_pipeline(pipe, xrays, batch, a.repeats)
-            pipe.batch_size = 8
-            agree = agreement(reference, pipe.predict(xrays)) if batch == 8 else ""
-            emit(f"| --accurate: {pipe.backend_name}, flip TTA, 2 stage-1 models | {pipe.lung_backend.precision} | "
-                 f"{batch} | {ms:.1f} | {1000 / ms:.1f} | | | {agree} |")
+        model_work_rows(pipe, f"--accurate: {pipe.backend_name}, flip TTA, 2 stage-1 models | {pipe.lung_backend.precision}")
 
     if a.data and a.folder_images:
         folder_run(a, lung, infection, film, emit)
