@@ -252,18 +252,25 @@ def info(
     infection_model: InfectionOpt = None,
     full: Annotated[bool, typer.Option("--full", help="print the whole cards as JSON")] = False,
 ) -> None:
-    """Summarise the model cards of both stages and of the whole-film classifier beside stage 2's head (shipped
-    models by default); --full prints them whole."""
+    """Summarise the model cards of both stages, of the accurate mode's second stage 1 and of the whole-film
+    classifier beside stage 2's head (shipped models by default); --full prints them whole."""
     import json
 
     from cxrseg.inference.decision import resolve_classifier
     from cxrseg.models.store import card_summary, read_card, shipped_weights, weights_digest
 
     film = resolve_classifier("auto", infection_model)
-    for stage, path in (("lung", lung_model), ("infection", infection_model), *([("classifier", film)] if film else [])):
+    try:  # the accurate mode's second stage 1, beside the shipped stage 1
+        wide = shipped_weights("lung-wide") if lung_model is None else None
+    except CxrsegError:
+        wide = None
+    shown = [("lung", lung_model), *([("lung-wide", wide)] if wide else []), ("infection", infection_model),
+             *([("classifier", film)] if film else [])]
+    for stage, path in shown:
         weights = path or shipped_weights(stage)
         card = read_card(weights)
-        typer.echo(f"# {stage}: {weights} (sha256 {weights_digest(weights)})")
+        typer.echo(f"# {stage}: {weights} (sha256 {weights_digest(weights)})"
+                   + (": the accurate mode's second stage 1" if stage == "lung-wide" else ""))
         typer.echo(json.dumps(card, indent=2) if full else "\n".join(card_summary(card)))
 
 

@@ -46,6 +46,13 @@ def test_the_accurate_mode_has_its_wider_stage_1_and_its_own_decision():
     film = read_xray(films()[0].path)  # a real film: the shipped example from another hospital
     fast, slow = TwoStagePipeline.from_pretrained(backend="torch").predict_one(film), pipe.predict_one(film)
     assert dice_per_image(Counts.of(fast.lung, slow.lung))[0] > 0.9
+    from typer.testing import CliRunner
+
+    from cxrseg.cli import app
+
+    info = CliRunner().invoke(app, ["info"])
+    assert info.exit_code == 0 and f"# lung-wide: {wide} (sha256 " in info.stdout
+    assert info.stdout.index("# lung:") < info.stdout.index("# lung-wide:") < info.stdout.index("# infection:")
 
 
 def test_onnx_and_torch_backends_agree_on_the_shipped_models():
