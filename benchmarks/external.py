@@ -231,14 +231,17 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--crop-borders", action="store_true",
                     help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
     ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as cxrseg predict)")
+    ap.add_argument("--accurate", action="store_true", help="the accurate mode (flip TTA, two stage-1 models)")
     ap.add_argument("--per-film", action="store_true", help="also a table with one row per film")
     ap.add_argument("--out", type=Path, default=None, help="also write the output here (Markdown)")
     a = ap.parse_args(argv)
 
     films = read_manifest(a.external)
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
+    if a.accurate:
+        models += "; accurate mode (flip TTA, stage 1 the mean with lung-wide, its own thresholds)"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                            crop_borders=a.crop_borders)
+                                            crop_borders=a.crop_borders, accurate=a.accurate)
     t = time.perf_counter()
     opacity_source = run(pipe, films)
     s = summary(films)

@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--crop-borders", action="store_true",
                     help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
     ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as cxrseg predict)")
+    ap.add_argument("--accurate", action="store_true", help="the accurate mode (flip TTA, two stage-1 models)")
     ap.add_argument("--max-images", type=int, default=None, help="a class-stratified subset of this many images")
     ap.add_argument("--shifts", default=None, help="comma-separated shift names (default: all)")
     ap.add_argument("--size", type=int, default=256, help="image size the split is read at (COVID-QU-Ex: 256)")
@@ -153,10 +154,13 @@ def main(argv: list[str] | None = None) -> str:
     bundle = load_arrays(samples, size=a.size)
     images = bundle.images.astype(np.float32) / 255.0
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
+    if a.accurate:
+        models += "; accurate mode (flip TTA, stage 1 the mean with lung-wide, its own thresholds)"
     if a.classifier != "auto":
         models += f"; classifier {a.classifier}"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                          batch_size=a.batch_size, crop_borders=a.crop_borders, classifier=a.classifier)
+                                          batch_size=a.batch_size, crop_borders=a.crop_borders, classifier=a.classifier,
+                                          accurate=a.accurate)
 
     rows: list[tuple[str, dict]] = []
     t0 = time.perf_counter()
