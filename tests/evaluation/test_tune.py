@@ -78,7 +78,7 @@ def test_tta_thresholds_are_stored_apart_and_used_only_with_tta(own_models, synt
     assert tta_pipe.infection_threshold == plain.best.threshold  # no tta block yet: the card's own decision
     # A TTA decision that differs from the plain one, so the test sees which one each pipeline reads.
     tta = TuneResult(Thresholds(0.65, 0.15, 7), 0.0, [], [], 0.1, 0.0)
-    write_thresholds(infection, tta, "Val", tta=True)
+    write_thresholds(infection, tta, "Val", block="tta")
     card = read_card(infection)
     assert card["tta"]["min_area"] == 7 and "with flip TTA" in card["tta"]["thresholds_tuned_on"]
     assert card["threshold"] == plain.best.threshold  # the plain decision is untouched

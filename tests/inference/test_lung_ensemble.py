@@ -61,6 +61,7 @@ def test_several_lung_models_are_named_in_run_json_and_the_seg(tiny_models):
     lung, infection = tiny_models
     pipe = TwoStagePipeline.from_pretrained([lung, lung], infection, backend="torch")
     assert list(pipe.weights) == ["lung", "lung-2", "infection"] and len(pipe.lung_members) == 2
+    assert list(pipe.cards) == list(pipe.weights) and pipe.cards["lung-2"] is pipe.lung_members[1].card
     info = run_info(pipe, pipe.weights)
     assert info["models"]["lung-2"]["card"]["stage"] == "lung"
     assert info["models"]["lung-2"]["sha256"] == weights_digest(lung)
@@ -74,7 +75,7 @@ def test_the_accurate_mode_reads_its_own_decision_and_runs_tta(own_models, tiny_
     plain = TwoStagePipeline.from_pretrained(lung, infection, backend="torch")
     assert plain.decision_block is None and not plain.accurate
     assert TwoStagePipeline.from_pretrained(lung, infection, backend="torch", tta=True).decision_block == "tta"
-    write_thresholds(infection, TuneResult(Thresholds(0.45, 0.3, 5), 0.0, [], [], 0.05, 0.0), "Val", tta=True)
+    write_thresholds(infection, TuneResult(Thresholds(0.45, 0.3, 5), 0.0, [], [], 0.05, 0.0), "Val", block="tta")
     no_block_yet = TwoStagePipeline.from_pretrained(lung, infection, backend="torch", accurate=True)
     assert (no_block_yet.infection_threshold, no_block_yet.min_area) == (0.45, 5)  # falls back to the TTA decision
     write_thresholds(infection, TuneResult(Thresholds(0.35, 0.2, 9), 0.0, [], [], 0.05, 0.0), "Val", block="accurate")

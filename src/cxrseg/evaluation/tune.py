@@ -114,15 +114,14 @@ def tune_infection(
     )
 
 
-def write_thresholds(weights: str | Path, result: TuneResult, split: str, tta: bool = False, path: str = "",
+def write_thresholds(weights: str | Path, result: TuneResult, split: str, path: str = "",
                      block: str | None = None) -> None:
     """Store the chosen thresholds in the infection model's card, with how they were chosen (``path``: the backend
     and precision they were tuned on, e.g. 'torch-bf16').
 
-    ``block`` ('tta' or 'accurate'; ``tta=True`` means 'tta') puts them in that block of the card, which the pipeline
-    uses when it runs in that mode (:attr:`TwoStagePipeline.decision_block`).
+    ``block`` ('tta' or 'accurate') puts them in that block of the card, which the pipeline uses when it runs in that
+    mode (:attr:`TwoStagePipeline.decision_block`); None, at the card's top (the default path's decision).
     """
-    block = block or ("tta" if tta else None)
     how = {"tta": " with flip TTA", "accurate": " in the accurate mode (flip TTA, two stage-1 models)"}.get(block or "", "")
     card = read_card(weights)
     decision = {

@@ -152,6 +152,17 @@ class TwoStagePipeline:
         return self.lung_backend.name
 
     @property
+    def cards(self) -> dict[str, dict]:
+        """Every model card this pipeline runs, by the names of :attr:`weights`: 'lung' ('lung-2', ... for further
+        stage-1 models), 'infection', and 'classifier' when a whole-film classifier joins the decision."""
+        cards = {"lung": self.lung_card}
+        cards.update({f"lung-{i}": m.card for i, m in enumerate(self.lung_members[1:], start=2)})
+        cards["infection"] = self.infection_card
+        if self.classifier is not None:
+            cards["classifier"] = self.classifier.card
+        return cards
+
+    @property
     def decision_block(self) -> str | None:
         """The block of the decision card this pipeline's thresholds come from: 'accurate', 'tta' or None (the top)."""
         return "accurate" if self.accurate else "tta" if self.tta else None

@@ -23,12 +23,9 @@ def run_info(pipeline, weights: dict[str, Path], command: str | None = None) -> 
     from cxrseg import __version__
     from cxrseg.models.store import weights_digest
 
-    cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
-    for i, member in enumerate(getattr(pipeline, "lung_members", [])[1:], start=2):  # the accurate mode's stage 1
-        cards[f"lung-{i}"] = member.card
+    cards = pipeline.cards
     classifier = getattr(pipeline, "classifier", None)  # the optional second opinion (cxrseg.inference.decision)
     if classifier is not None:
-        cards["classifier"] = classifier.card
         weights = {**weights, "classifier": classifier.weights}
     models = {}
     for stage, path in weights.items():

@@ -96,12 +96,7 @@ def add_api_routes(app: FastAPI, settings: ServerSettings, segmenter: Segmenter,
     async def models() -> dict[str, dict]:
         """The model cards of both stages (and of the accurate mode's second stage-1 model, and of the whole-film
         classifier beside stage 2's head, when used): architecture, thresholds, training data and metrics."""
-        cards = {"lung": pipeline.lung_card, "infection": pipeline.infection_card}
-        for i, member in enumerate(getattr(pipeline, "lung_members", [])[1:], start=2):  # the accurate mode's stage 1
-            cards[f"lung-{i}"] = member.card
-        if pipeline.classifier is not None:
-            cards["classifier"] = pipeline.classifier.card
-        return cards
+        return pipeline.cards
 
 
 def add_docs_routes(app: FastAPI) -> None:
