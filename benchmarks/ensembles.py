@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None) -> str:
     members = pipes[0].lung_members
     for i, m in enumerate(members):
         alone = TwoStagePipeline(m.backend, pipes[0].infection_backend, m.card, pipes[0].infection_card, tta=a.tta)
-        dice = dice_per_image(Counts.of(alone.lungs(images)[1], bundle.lungs)).mean()
+        lung = alone.lungs(images)[1]
+        dice = dice_per_image(Counts.of(lung, bundle.lungs)).mean()
         lines.append(f"| {lungs[i]} (sha256 {weights_digest(lungs[i])}) | {dice:.4f} |")
-    _, lung = pipes[0].lungs(images)
-    if len(members) > 1:
+    if len(members) > 1:  # one model alone is its own mean: its masks are the lungs stage 2 sees
+        _, lung = pipes[0].lungs(images)
         lines.append(f"| mean of the {len(members)} | {dice_per_image(Counts.of(lung, bundle.lungs)).mean():.4f} |")
 
     probs, heads = [], []
