@@ -8,6 +8,8 @@ Each shift of ``cxrseg.data.shifts.BENCHMARK_SHIFTS`` (one fixed strength: rough
 hospitals) is applied to every 256x256 image of the split (float in [0, 1]); the two-stage pipeline runs on the
 shifted image and is scored against the unchanged ground truth. Shifts that draw random numbers (noise, burnt-in
 text) get a fixed seed per image (from its file name), so reruns and other models see the same shifted films.
+The framing shifts (``FRAMING_SHIFTS``: a tighter field of view) move the anatomy, so their rows are scored against
+the ground-truth masks framed the same way.
 
 Prints one Markdown table, the unshifted row first, then one row per shift: lung Dice (per-image mean, all
 images), infection Dice per-image mean over the COVID-19 images, the per-image mean over all images (the convention
@@ -31,7 +33,7 @@ import numpy as np
 from cxrseg.data.covidqu import find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import load_arrays
 from cxrseg.data.io import XRay
-from cxrseg.data.shifts import BENCHMARK_SHIFTS
+from cxrseg.data.shifts import BENCHMARK_SHIFTS, FRAMING_SHIFTS, framing
 from cxrseg.evaluation.benchmark_io import emit
 from cxrseg.evaluation.metrics import Counts, dice_per_image, summarize
 from cxrseg.inference.pipeline import TwoStagePipeline
@@ -116,14 +118,28 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def all_shifts() -> dict:
+    """Every row's shift by name: the acquisition shifts, then the framing shifts (as image shifts)."""
+    framings = {name: (lambda x, rng, z=z: framing(x, z)) for name, z in FRAMING_SHIFTS.items()}
+    return {**BENCHMARK_SHIFTS, **framings}
+
+
 def parse_shifts(text: str | None) -> dict:
+    known = all_shifts()
     if not text:
-        return dict(BENCHMARK_SHIFTS)
+        return known
     wanted = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in BENCHMARK_SHIFTS]
+    unknown = [s for s in wanted if s not in known]
     if unknown:
-        raise SystemExit(f"unknown shift(s): {', '.join(unknown)}; known: {', '.join(BENCHMARK_SHIFTS)}")
-    return {s: BENCHMARK_SHIFTS[s] for s in wanted}
+        raise SystemExit(f"unknown shift(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return {s: known[s] for s in wanted}
+
+
+def framed(masks: np.ndarray, name: str) -> np.ndarray:
+    """Ground-truth masks as the row's shift frames them: unchanged unless it is a framing shift."""
+    if name not in FRAMING_SHIFTS:
+        return masks
+    return np.stack([framing(m, FRAMING_SHIFTS[name], nearest=True) for m in masks]) if len(masks) else masks
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -167,7 +183,8 @@ def main(argv: list[str] | None = None) -> str:
     for k, (name, fn) in enumerate([(UNSHIFTED, None), *shifts.items()]):
         t = time.perf_counter()
         shifted = apply_shift(fn, images, bundle.names, a.seed)
-        r = figures(pipe, shifted, bundle.lungs, bundle.infections, bundle.labels, bundle.names, a.batch_size)
+        r = figures(pipe, shifted, framed(bundle.lungs, name), framed(bundle.infections, name), bundle.labels,
+                    bundle.names, a.batch_size)
         rows.append((name, r))
         print(f"[{k + 1}/{len(shifts) + 1}] {name}: COVID-19 Dice {_fmt(r['covid_dice'], '.4f')}, negatives flagged "
               f"{_fmt(r['negatives_flagged_pct'], '.1f')}% ({time.perf_counter() - t:.0f} s)",

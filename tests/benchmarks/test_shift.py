@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrseg.data.shifts import BENCHMARK_SHIFTS
+from cxrseg.data.shifts import BENCHMARK_SHIFTS, FRAMING_SHIFTS, framing
 
 HEADER = ("| shift | lung Dice | infection Dice, COVID-19 | infection Dice, all images (Tahir et al.) "
           "| negatives flagged % | Δ COVID-19 Dice | Δ negatives flagged (points) | aim |")
@@ -31,7 +31,7 @@ def test_end_to_end_all_shifts(benchmark_module, synthetic_root, tiny_models, tm
     captured = capsys.readouterr()
     assert out.read_text() == text == captured.out
     rows = _rows(text)
-    assert [r[0] for r in rows] == [shift.UNSHIFTED, *BENCHMARK_SHIFTS]
+    assert [r[0] for r in rows] == [shift.UNSHIFTED, *BENCHMARK_SHIFTS, *FRAMING_SHIFTS]
     assert len(rows[0]) == 8 and rows[0][5:] == ["", "", ""]  # the reference row has no deltas and no mark
     for r in rows:
         lung, covid, every, flagged = (float(v) for v in r[1:5])
@@ -40,7 +40,7 @@ def test_end_to_end_all_shifts(benchmark_module, synthetic_root, tiny_models, tm
         assert r[7] in ("ok", "**BREAKS**")
         assert np.isclose(float(r[5]), float(r[2]) - float(rows[0][2]), atol=2e-4)
     assert "9 images (3 COVID-19, 3 Non-COVID, 3 Normal)" in text
-    assert captured.err.count("\n") >= len(BENCHMARK_SHIFTS) + 1  # a progress line per row
+    assert captured.err.count("\n") >= len(rows)  # a progress line per row
 
 
 def test_subset_and_chosen_shifts(benchmark_module, synthetic_root, tiny_models, capsys):
@@ -74,3 +74,17 @@ def test_breaks_aim(benchmark_module):
     assert shift.breaks_aim({"covid_dice": 0.64, "negatives_flagged_pct": 9.0}, base)
     assert shift.breaks_aim({"covid_dice": 0.70, "negatives_flagged_pct": 14.1}, base)
     assert not shift.breaks_aim({"covid_dice": None, "negatives_flagged_pct": None}, base)
+
+
+def test_framing_rows_frame_the_ground_truth_too(benchmark_module):
+    """A tighter field of view moves the anatomy: its row is scored against masks framed the same way."""
+    shift = benchmark_module("shift")
+    masks = np.zeros((2, 64, 64), bool)
+    masks[:, 20:44, 10:30] = True
+    assert shift.framed(masks, "gamma 0.6") is masks
+    name, zoom = next(iter(FRAMING_SHIFTS.items()))
+    out = shift.framed(masks, name)
+    np.testing.assert_array_equal(out[0], framing(masks[0], zoom, nearest=True))
+    assert out.sum() > masks.sum()  # enlarged about the centre
+    image = masks[0].astype(np.float32)
+    np.testing.assert_array_equal(shift.apply_shift(shift.parse_shifts(name)[name], image[None], ["a"])[0] > 0.5, out[0])

@@ -8,7 +8,7 @@ import torch
 
 from cxrseg.data.normalize import equalize, normalize_input
 from cxrseg.data.roi import crop_resize, lung_box, paste_back
-from cxrseg.data.shifts import BENCHMARK_SHIFTS, RandAcquisitionShift, gamma, window
+from cxrseg.data.shifts import BENCHMARK_SHIFTS, FRAMING_SHIFTS, RandAcquisitionShift, framing, gamma, window
 
 
 @pytest.fixture()
@@ -24,6 +24,21 @@ def test_each_shift_keeps_shape_and_range_and_changes_the_image(name, image):
     assert out.shape == image.shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert not np.allclose(out, image)
+
+
+@pytest.mark.parametrize("zoom", sorted(FRAMING_SHIFTS.values()))
+def test_framing_enlarges_the_centre_and_keeps_masks_aligned(zoom, image):
+    out = framing(image, zoom)
+    assert out.shape == image.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    mask = np.zeros(image.shape, bool)
+    mask[40:56, 30:50] = True
+    framed = framing(mask, zoom, nearest=True)
+    assert framed.dtype == bool and framed.sum() > mask.sum()
+    np.testing.assert_array_equal(framing(mask.astype(np.float32), zoom) > 0.5, framed)  # image and mask agree
+    # the centre pixel stays put; the edges leave the frame
+    assert framed[48, 40] and not framed[:, :5].any()
+    with pytest.raises(ValueError, match="zoom"):
+        framing(image, 0.9)
 
 
 def test_equalisation_is_blind_to_monotone_tone_changes(image):
