@@ -5,6 +5,7 @@
 Stage 2 runs once (default path); each variant then reshapes every kept infection mask (after the shipped pixel
 threshold, lung clip and minimum area; films the image-level decision vetoes stay empty), and the table gives the
 per-image mean Dice over all images (Tahir et al.'s convention), on COVID-19 films, and the negatives flagged.
+The hysteresis rows keep only the mask's components whose peak probability reaches a higher threshold.
 """
 
 from __future__ import annotations
@@ -20,15 +21,28 @@ from cxrseg.data.dataset import load_arrays
 from cxrseg.inference.pipeline import TwoStagePipeline
 from cxrseg.inference.postprocess import clean_infection
 
-Variant = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (infection mask, lung mask) -> infection mask
+Variant = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (infection mask, lung, probability) -> mask
+
+
+def hysteresis(mask: np.ndarray, prob: np.ndarray, high: float) -> np.ndarray:
+    """Keep only the components of ``mask`` whose peak probability reaches ``high`` (hysteresis thresholding)."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    peak = np.asarray(ndimage.maximum(prob, labels, np.arange(1, n + 1)))
+    return np.concatenate([[False], peak >= high])[labels]
+
+
 VARIANTS: dict[str, Variant] = {
-    "as shipped": lambda m, lung: m,
-    "holes filled": lambda m, lung: ndimage.binary_fill_holes(m) & lung,
-    "closing, 1 px": lambda m, lung: ndimage.binary_closing(m, iterations=1) & lung,
-    "closing, 2 px, holes filled": lambda m, lung: ndimage.binary_fill_holes(ndimage.binary_closing(m, iterations=2)) & lung,
-    "opening, 1 px": lambda m, lung: ndimage.binary_opening(m, iterations=1),
-    "dilation, 1 px": lambda m, lung: ndimage.binary_dilation(m, iterations=1) & lung,
-    "erosion, 1 px": lambda m, lung: ndimage.binary_erosion(m, iterations=1),
+    "as shipped": lambda m, lung, p: m,
+    "holes filled": lambda m, lung, p: ndimage.binary_fill_holes(m) & lung,
+    "closing, 1 px": lambda m, lung, p: ndimage.binary_closing(m, iterations=1) & lung,
+    "closing, 2 px, holes filled": lambda m, lung, p: ndimage.binary_fill_holes(ndimage.binary_closing(m, iterations=2)) & lung,
+    "opening, 1 px": lambda m, lung, p: ndimage.binary_opening(m, iterations=1),
+    "dilation, 1 px": lambda m, lung, p: ndimage.binary_dilation(m, iterations=1) & lung,
+    "erosion, 1 px": lambda m, lung, p: ndimage.binary_erosion(m, iterations=1),
+    "hysteresis: components peaking at 0.5 or more": lambda m, lung, p: hysteresis(m, p, 0.5),
+    "hysteresis: components peaking at 0.8 or more": lambda m, lung, p: hysteresis(m, p, 0.8),
 }
 
 
@@ -62,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
           f"min area {min_area}; backend {pipe.backend_name}\n")
     print("| clean-up | infection Dice, all images | COVID-19 | negatives flagged |\n|---|---:|---:|---:|")
     for name, f in VARIANTS.items():
-        r = score([f(m, lung) if m.any() else m for m, lung in zip(base, out.lung)], bundle.infections > 0)
+        r = score([f(m, lung, p) if m.any() else m for m, lung, p in zip(base, out.lung, out.infection_prob)],
+                  bundle.infections > 0)
         print(f"| {name} | {r['all']:.4f} | {r['covid']:.4f} | {r['flagged']:.1%} |")
 
 
