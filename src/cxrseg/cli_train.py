@@ -104,6 +104,8 @@ def train_classifier(
     degrade_negatives: Annotated[float, typer.Option(
         help="chance of one extra blur/noise/down-sampling/JPEG on films without COVID-19 (against the "
              "image-quality shortcut)")] = 0.0,
+    framing_zoom: Annotated[float, typer.Option(
+        help="largest zoom in or out of the framing augmentation, e.g. 1.3 (1: off; against the framing shortcut)")] = 1.0,
 ) -> None:
     """Train the whole-film COVID-19 classifier (an experiment beside stage 2's head; resumes from OUT/last.pt)."""
     import torch
@@ -114,5 +116,5 @@ def train_classifier(
         torch.set_num_threads(threads)
     cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch=arch,
                                 size=size, max_train=max_train, max_val=max_val, device=device,
-                                degrade_negatives=degrade_negatives, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                                degrade_negatives=degrade_negatives, framing_zoom=framing_zoom, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"classifier: {fit_classifier(cfg)}")

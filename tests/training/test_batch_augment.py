@@ -155,3 +155,21 @@ def test_quality_losses_go_to_the_films_without_covid_only():
     plain = DeviceBatches(bundle, "lung", None, InputSpec(size=32), 6, torch.device("cpu"), seed=1)
     plain.augment.degrade = lambda x, chance: pytest.fail("no quality loss by default")
     next(iter(plain))
+
+
+def test_framing_zoom_widens_the_lungs_size_spread():
+    """framing_zoom draws an isotropic zoom in or out on top of the small affine: lungs' area varies far more."""
+    images, lesions, lungs = _films(1, size=64)
+    images, lesions, lungs = (t.repeat(64, 1, 1) for t in (images, lesions, lungs))
+
+    def areas(framing_zoom: float) -> torch.Tensor:
+        aug = BatchAugment(InputSpec(size=64), "lung", seed=5, flip_prob=0, affine_prob=1, jitter_prob=0,
+                           framing_zoom=framing_zoom)
+        aug.reseed(5, torch.device("cpu"))
+        return aug(images, lungs, lungs)["mask"].sum((1, 2, 3)) / lungs[0].sum()
+
+    plain, zoomed = areas(1.0), areas(1.5)
+    assert 0.7 < plain.min() and plain.max() < 1.35  # scale 0.9-1.1 per axis
+    assert zoomed.min() < 0.6 and zoomed.max() > 1.6  # up to 1.5x in or out on each axis
+    with pytest.raises(ValueError, match="framing_zoom"):
+        BatchAugment(InputSpec(), framing_zoom=0.8)

@@ -125,8 +125,14 @@ class BatchAugment:
         affine_prob: float = 0.7,
         shift_prob: float = 0.6,
         jitter_prob: float = 0.3,
+        framing_zoom: float = 1.0,
     ) -> None:
+        if framing_zoom < 1:
+            raise ValueError(f"framing_zoom is a factor of at least 1, got {framing_zoom}")
         self.spec, self.target, self.shifts = spec, target, shifts
+        # with the affine, an isotropic zoom drawn log-uniformly from [1/framing_zoom, framing_zoom] (1: none): a
+        # tighter or wider field of view, so that how much of the frame the lungs fill is no cue (experiments row 74)
+        self.framing_zoom = framing_zoom
         self.flip_prob, self.affine_prob, self.shift_prob, self.jitter_prob = flip_prob, affine_prob, shift_prob, jitter_prob
         self.seed = seed
         self._stamps: list[torch.Tensor] | None = None
@@ -221,7 +227,8 @@ class BatchAugment:
 
     # -- geometry and intensity jitter ----------------------------------------------------------------
     def _affine(self, stack: torch.Tensor) -> torch.Tensor:
-        """Flip, then rotation up to 10 degrees, scale 0.9-1.1 per axis and shift up to 12 px (zeros outside)."""
+        """Flip, then rotation up to 10 degrees, scale 0.9-1.1 per axis (times the framing zoom, when on) and shift up
+        to 12 px (zeros outside)."""
         n, _, h, w = stack.shape
         dev = stack.device
         flip = self._chance(n, self.flip_prob, dev)
@@ -229,6 +236,10 @@ class BatchAugment:
         on = self._chance(n, self.affine_prob, dev).float()
         angle = self._uniform(n, -math.radians(10), math.radians(10), dev) * on
         sy, sx = (1 + self._uniform(n, -0.1, 0.1, dev) * on for _ in range(2))
+        if self.framing_zoom > 1:
+            span = math.log(self.framing_zoom)
+            zoom = torch.exp(self._uniform(n, -span, span, dev) * on)
+            sy, sx = sy * zoom, sx * zoom
         ty, tx = self._uniform(n, -12, 12, dev) * on * 2 / h, self._uniform(n, -12, 12, dev) * on * 2 / w
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = torch.stack([torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1)
@@ -319,13 +330,14 @@ class DeviceBatches:
         rank: int = 0,
         world_size: int = 1,
         degrade_negatives: float = 0.0,
+        framing_zoom: float = 1.0,
     ) -> None:
         self.images = torch.from_numpy(bundle.images).to(device)
         masks = bundle.lungs if target == "lung" else bundle.infections
         self.masks = torch.from_numpy(masks).to(device)
         self.rois = torch.from_numpy(bundle.lungs if roi is None else roi).to(device)
         self.positive = torch.from_numpy(bundle.has_infection().astype(np.float32)).to(device)
-        self.augment = BatchAugment(spec, target, shifts, seed=seed)
+        self.augment = BatchAugment(spec, target, shifts, seed=seed, framing_zoom=framing_zoom)
         self.degrade_negatives = degrade_negatives  # chance of one quality loss on a film without COVID-19
         self.batch_size, self.device = batch_size, device
         self.seed, self.rank, self.world_size = seed, rank, world_size

@@ -53,6 +53,9 @@ class ClassifierTrainConfig:
     # chance of one extra quality loss (blur, noise, down-sampling, JPEG) on films without COVID-19: COVID-QU-Ex's
     # COVID-19 films are the lower-quality ones, so without it a degraded film looks like COVID-19 (row 62)
     degrade_negatives: float = 0.0
+    # largest zoom in or out of the framing augmentation (1: off): COVID-QU-Ex's COVID-19 films are framed tighter,
+    # so without it a tightly framed film looks like COVID-19 (row 74)
+    framing_zoom: float = 1.0
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -69,6 +72,8 @@ class ClassifierTrainConfig:
             raise CxrsegError("epochs and batch size must be at least 1")
         if not 0.0 <= self.degrade_negatives <= 1.0:
             raise CxrsegError(f"degrade_negatives is a probability, got {self.degrade_negatives}")
+        if self.framing_zoom < 1:
+            raise CxrsegError(f"framing_zoom is a factor of at least 1, got {self.framing_zoom}")
 
 
 def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
@@ -82,7 +87,8 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
     split = lambda name, limit: load_arrays(stratified_subset(require_samples(index, (name,), "infection"), limit, cfg.seed), 256)  # noqa: E731
     train, val = split(cfg.train_split, cfg.max_train), split(cfg.val_split, cfg.max_val)
     batches = DeviceBatches(train, "lung", None, InputSpec(norm=cfg.input_norm, size=cfg.size), cfg.batch_size,
-                            device, shifts=cfg.shift_augment, seed=cfg.seed, degrade_negatives=cfg.degrade_negatives)
+                            device, shifts=cfg.shift_augment, seed=cfg.seed, degrade_negatives=cfg.degrade_negatives,
+                            framing_zoom=cfg.framing_zoom)
     x_val = classifier_input(val.images.astype(np.float32) / 255.0, cfg.size, cfg.input_norm)
     y_val = val.has_infection()
     model = build_image_classifier(cfg.arch).to(device)
