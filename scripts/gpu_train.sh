@@ -35,22 +35,23 @@ if [ -n "${SMOKE:-}" ]; then
 else
   COMMON=(--epochs 2000 --batch-size 32 --workers 0 --threads 2 --device cuda --batch-augment)
 fi
-SHARED=(--data "$DATA" --input-norm equalize --shift-augment --ema 0.999 --lr 2e-3 --time-budget "$BUDGET" --no-resume)
+SHARED=(--data "$DATA" --input-norm equalize --shift-augment --ema 0.999 --time-budget "$BUDGET" --no-resume)  # --lr per run
 STAGE2=(--roi predicted --roi-margin 0.08 --loss bce_dice_per_image --class-loss-weight 1.0)
 
-# name | arguments. Session 4 trained five smaller candidates at once for 15-21 epochs each; now three, each
-# for as many epochs as the budget allows: a wider stage 1, and stage 2 wider (32-512 at 224) or as shipped
-# (24-384 at 192) but trained from scratch for far longer than the shipped one's 53 epochs.
+# name | arguments. Sessions 4 and 7 trained the shipped models this way (rows 26-33 and 49-54). The next
+# question (row 74) is the framing shortcut: the shipped stage 2 continued with the framing augmentation
+# (an isotropic zoom in or out up to 1.3x), against the same continuation without it, so the difference is the
+# augmentation's alone; and a stage 2 of the shipped shape trained with it from scratch.
+SHIPPED2=src/cxrseg/models/weights/infection.safetensors
+INF24="infection --channels 24,48,96,192,384 --size 192 --roi-input image_and_mask ${STAGE2[*]}"
 declare -A RUN=(
-  [lung-24]="lung --channels 24,48,96,192,384 --size 256"
-  [inf-32-2ch]="infection --channels 32,64,128,256,512 --size 224 --roi-input image_and_mask ${STAGE2[*]}"
-  [inf-24-2ch]="infection --channels 24,48,96,192,384 --size 192 --roi-input image_and_mask ${STAGE2[*]}"
+  [inf-24-cont]="$INF24 --init-from $SHIPPED2 --lr 5e-4"
+  [inf-24-cont-fz]="$INF24 --init-from $SHIPPED2 --lr 5e-4 --framing-zoom 1.3"
+  [inf-24-fz]="$INF24 --lr 2e-3 --framing-zoom 1.3"
 )
-# Second call on the still-warm machine: continue two of them at a lower rate.
+# Second call on the still-warm machine: continue the from-scratch run at a lower rate.
 if [ "${PHASE:-}" = "continue" ]; then
-  COMMON+=(--lr 5e-4)
-  RUN=( [lung-24b]="${RUN[lung-24]} --init-from $RUNS/lung-24/best.safetensors"
-        [inf-32-2ch-b]="${RUN[inf-32-2ch]} --init-from $RUNS/inf-32-2ch/best.safetensors" )
+  RUN=( [inf-24-fz-b]="$INF24 --lr 1e-3 --framing-zoom 1.3 --init-from $RUNS/inf-24-fz/best.safetensors" )
 fi
 # What the batch augmentation costs here, against one per-sample worker (a few seconds).
 [ -z "${SMOKE:-}" ] && timeout 30 python3 benchmarks/augment_speed.py --device cuda --data "$DATA" --repeats 3

@@ -56,6 +56,9 @@ def train(
     roi_margin: Annotated[Optional[float], typer.Option(help="stage 2: crop to the lungs' box + this margin (e.g. 0.08)")] = None,
     shift_augment: Annotated[bool, typer.Option(help="random acquisition shifts: gamma, window, blur, noise, JPEG, ...")] = False,
     batch_augment: Annotated[bool, typer.Option(help="keep the training set on the device and augment whole batches there (for a GPU that per-sample workers cannot feed)")] = False,
+    framing_zoom: Annotated[float, typer.Option(
+        help="with --batch-augment: an isotropic zoom in or out up to this factor, e.g. 1.3 (1: off; against the "
+             "framing shortcut)")] = 1.0,
     ema: Annotated[Optional[float], typer.Option(help="validate and save an EMA of the weights with this decay")] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="seconds: fit the epochs to this, timed on epoch 1")] = None,
 ) -> None:
@@ -80,7 +83,7 @@ def train(
         loss=loss, model=model, roi=roi, lung_model=lung_model, init_from=init_from,
         class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
         device=device, resume=resume, precision=precision, shift_augment=shift_augment, ema=ema,
-        time_budget_s=time_budget, batch_augment=batch_augment,
+        time_budget_s=time_budget, batch_augment=batch_augment, framing_zoom=framing_zoom,
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)

@@ -11,6 +11,7 @@ from cxrseg.data.normalize import equalize
 from cxrseg.data.roi import crop_resize, lung_box
 from cxrseg.data.shifts import jpeg
 from cxrseg.data.synthetic import make_synthetic_covidqu
+from cxrseg.errors import CxrsegError
 from cxrseg.models.factory import ModelConfig
 from cxrseg.training import TrainConfig, fit
 from cxrseg.training.batch_augment import (
@@ -127,11 +128,19 @@ def test_fit_with_batch_augment(tmp_path):
     model = ModelConfig(channels=(4, 8, 16), num_res_units=1, classifier=True, input_norm="equalize",
                         roi_input="image_and_mask", roi_margin=0.08)
     cfg = TrainConfig(stage="infection", data=root, out=tmp_path / "run", epochs=2, batch_size=3, size=48,
-                      model=model, roi="ground_truth", shift_augment=True, batch_augment=True, progress=False)
+                      model=model, roi="ground_truth", shift_augment=True, batch_augment=True, framing_zoom=1.3,
+                      progress=False)
     result = fit(cfg)
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert all(np.isfinite(row["loss"]) for row in result.history)
     assert result.best_weights.is_file()
+
+
+def test_framing_zoom_is_checked_and_needs_the_batch_augmentation(tmp_path):
+    with pytest.raises(CxrsegError, match="--batch-augment"):
+        TrainConfig(stage="lung", data=tmp_path, out=tmp_path / "run", framing_zoom=1.3)
+    with pytest.raises(CxrsegError, match="at least 1"):
+        TrainConfig(stage="lung", data=tmp_path, out=tmp_path / "run", batch_augment=True, framing_zoom=0.5)
 
 
 def test_quality_losses_go_to_the_films_without_covid_only():
