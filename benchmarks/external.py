@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> str:
                     help="folder with manifest.csv (default ../shared/external)")
     ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
     ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
+    ap.add_argument("--classifier", default="auto",
+                    help="whole-film classifier beside the head: auto (the shipped one), none, or weights (as cxrseg predict)")
     ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
     ap.add_argument("--crop-borders", action="store_true",
                     help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
@@ -240,8 +242,10 @@ def main(argv: list[str] | None = None) -> str:
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
     if a.accurate:
         models += "; accurate mode (flip TTA, stage 1 the mean with lung-wide, its own thresholds)"
+    if a.classifier != "auto":
+        models += f"; classifier {a.classifier}"
     pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                            crop_borders=a.crop_borders, accurate=a.accurate)
+                                            crop_borders=a.crop_borders, accurate=a.accurate, classifier=a.classifier)
     t = time.perf_counter()
     opacity_source = run(pipe, films)
     s = summary(films)

@@ -67,3 +67,11 @@ def test_recomputed_opacity_is_a_share(benchmark_module, pipeline):
     img = phantom("COVID-19", 128, np.random.default_rng(5))[0].astype(np.float32) / 255
     v = external.recomputed_opacity_pct(pipeline, img)
     assert v is None or 0.0 <= v <= 100.0
+
+
+def test_classifier_choice_is_named(benchmark_module, tiny_models, tmp_path, capsys, fake_external):
+    external = benchmark_module("external")
+    folder = fake_external(tmp_path / "external")
+    text = external.main(["--external", str(folder), "--lung-model", str(tiny_models[0]), "--infection-model",
+                          str(tiny_models[1]), "--backend", "torch", "--classifier", "none"])
+    assert "; classifier none;" in text
