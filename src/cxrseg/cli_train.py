@@ -59,6 +59,9 @@ def train(
     framing_zoom: Annotated[float, typer.Option(
         help="with --batch-augment: an isotropic zoom in or out up to this factor, e.g. 1.3 (1: off; against the "
              "framing shortcut)")] = 1.0,
+    tighten_negatives: Annotated[float, typer.Option(
+        help="with --batch-augment: half the films without COVID-19 framed tighter, zoomed in by up to this factor, "
+             "e.g. 1.25 (1: off; against the framing shortcut)")] = 1.0,
     ema: Annotated[Optional[float], typer.Option(help="validate and save an EMA of the weights with this decay")] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="seconds: fit the epochs to this, timed on epoch 1")] = None,
 ) -> None:
@@ -84,6 +87,7 @@ def train(
         class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
         device=device, resume=resume, precision=precision, shift_augment=shift_augment, ema=ema,
         time_budget_s=time_budget, batch_augment=batch_augment, framing_zoom=framing_zoom,
+        tighten_negatives=tighten_negatives,
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)
@@ -109,6 +113,9 @@ def train_classifier(
              "image-quality shortcut)")] = 0.0,
     framing_zoom: Annotated[float, typer.Option(
         help="largest zoom in or out of the framing augmentation, e.g. 1.3 (1: off; against the framing shortcut)")] = 1.0,
+    tighten_negatives: Annotated[float, typer.Option(
+        help="half the films without COVID-19 framed tighter, zoomed in by up to this factor, e.g. 1.25 (1: off; "
+             "COVID-QU-Ex's COVID-19 films are framed tighter)")] = 1.0,
 ) -> None:
     """Train the whole-film COVID-19 classifier (an experiment beside stage 2's head; resumes from OUT/last.pt)."""
     import torch
@@ -119,5 +126,6 @@ def train_classifier(
         torch.set_num_threads(threads)
     cfg = ClassifierTrainConfig(data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, arch=arch,
                                 size=size, max_train=max_train, max_val=max_val, device=device,
-                                degrade_negatives=degrade_negatives, framing_zoom=framing_zoom, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                                degrade_negatives=degrade_negatives, framing_zoom=framing_zoom,
+                                tighten_negatives=tighten_negatives, command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     typer.echo(f"classifier: {fit_classifier(cfg)}")

@@ -182,3 +182,31 @@ def test_framing_zoom_widens_the_lungs_size_spread():
     assert zoomed.min() < 0.6 and zoomed.max() > 1.6  # up to 1.5x in or out on each axis
     with pytest.raises(ValueError, match="framing_zoom"):
         BatchAugment(InputSpec(), framing_zoom=0.8)
+
+
+def test_tighter_framing_goes_to_the_films_without_covid_only():
+    """tighten_negatives zooms in on half the negatives (before shifts and normalisation); COVID-19 films keep
+    their framing, and the masks follow the film."""
+    images, lesions, lungs = _films(8, size=64)
+    lesions[4:] = False
+    labels = ["COVID-19"] * 4 + ["Normal"] * 4
+    bundle = ArrayBundle(images.numpy(), lungs.numpy(), lesions.numpy(), labels, [str(i) for i in range(8)])
+    seen: list[torch.Tensor] = []
+    batches = DeviceBatches(bundle, "lung", None, InputSpec(size=64), 8, torch.device("cpu"), seed=1,
+                            tighten_negatives=1.5)
+    real = batches.augment.frame_tighter
+    batches.augment.frame_tighter = lambda x, m, r, most: (seen.append(most), real(x, m, r, most))[1]
+    item = next(iter(batches))
+    most = seen[0]
+    assert torch.all(most[item["has_infection"] > 0] == 1) and set(most.tolist()) <= {1.0, 1.5}
+
+    augment = BatchAugment(InputSpec(size=64), seed=2)
+    augment.reseed(2, torch.device("cpu"))
+    x = images[:, None].float() / 255.0
+    zx, zm, zr = augment.frame_tighter(x, lungs, lungs, torch.tensor([1.0] * 4 + [1.5] * 4))
+    assert torch.allclose(zx[:4], x[:4], atol=1e-5) and torch.equal(zm[:4], lungs[:4])  # zoom 1: unchanged
+    assert (zm[4:].sum((1, 2)) > lungs[4:].sum((1, 2))).all()  # zoomed in: the lungs fill more of the frame
+    assert zm.dtype == lungs.dtype and torch.equal(zm, zr)
+    plain = DeviceBatches(bundle, "lung", None, InputSpec(size=64), 8, torch.device("cpu"), seed=1)
+    plain.augment.frame_tighter = lambda *a: pytest.fail("no framing change by default")
+    next(iter(plain))

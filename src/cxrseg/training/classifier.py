@@ -56,6 +56,9 @@ class ClassifierTrainConfig:
     # largest zoom in or out of the framing augmentation (1: off): COVID-QU-Ex's COVID-19 films are framed tighter,
     # so without it a tightly framed film looks like COVID-19 (row 74)
     framing_zoom: float = 1.0
+    # largest zoom-in of the framing given to half the films without COVID-19 (1: off): matches their framing to
+    # the COVID-19 films' tighter one, so framing is no cue (row 79)
+    tighten_negatives: float = 1.0
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -72,8 +75,9 @@ class ClassifierTrainConfig:
             raise CxrsegError("epochs and batch size must be at least 1")
         if not 0.0 <= self.degrade_negatives <= 1.0:
             raise CxrsegError(f"degrade_negatives is a probability, got {self.degrade_negatives}")
-        if self.framing_zoom < 1:
-            raise CxrsegError(f"framing_zoom is a factor of at least 1, got {self.framing_zoom}")
+        if self.framing_zoom < 1 or self.tighten_negatives < 1:
+            raise CxrsegError("framing_zoom and tighten_negatives are factors of at least 1, got "
+                              f"{self.framing_zoom} and {self.tighten_negatives}")
 
 
 def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
@@ -88,7 +92,7 @@ def fit_classifier(cfg: ClassifierTrainConfig) -> Path:
     train, val = split(cfg.train_split, cfg.max_train), split(cfg.val_split, cfg.max_val)
     batches = DeviceBatches(train, "lung", None, InputSpec(norm=cfg.input_norm, size=cfg.size), cfg.batch_size,
                             device, shifts=cfg.shift_augment, seed=cfg.seed, degrade_negatives=cfg.degrade_negatives,
-                            framing_zoom=cfg.framing_zoom)
+                            framing_zoom=cfg.framing_zoom, tighten_negatives=cfg.tighten_negatives)
     x_val = classifier_input(val.images.astype(np.float32) / 255.0, cfg.size, cfg.input_norm)
     y_val = val.has_infection()
     model = build_image_classifier(cfg.arch).to(device)

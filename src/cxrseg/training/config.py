@@ -45,7 +45,8 @@ class TrainConfig:
     precision: str = "auto"  # bf16 autocast where the device supports it (GPU, AVX-512 BF16 CPU), else fp32
     shift_augment: bool = False  # random acquisition shifts (gamma, window, blur, noise, JPEG, borders, text)
     batch_augment: bool = False  # augment whole batches on the device (GPU) instead of per sample in workers
-    framing_zoom: float = 1.0  # batch augmentation: an isotropic zoom in or out up to this factor (1: off; row 74)
+    framing_zoom: float = 1.0  # batch augmentation: an isotropic zoom in or out up to this factor (1: off; row 78)
+    tighten_negatives: float = 1.0  # batch augmentation: half the negatives framed tighter, up to this zoom (row 79)
     ema: float | None = None  # keep an exponential moving average of the weights (e.g. 0.999); validate and save it
     time_budget_s: float | None = None  # fit the schedule to this many seconds, measured on the first epoch
     progress: bool = True
@@ -62,10 +63,11 @@ class TrainConfig:
             raise CxrsegError(f"unknown ROI source {self.roi!r}; use one of {', '.join(ROI_SOURCES)}")
         if self.precision not in PRECISIONS:
             raise CxrsegError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
-        if self.framing_zoom < 1:
-            raise CxrsegError(f"framing_zoom is a factor of at least 1, got {self.framing_zoom}")
-        if self.framing_zoom > 1 and not self.batch_augment:
-            raise CxrsegError("framing_zoom is part of the batch augmentation: add --batch-augment")
+        if self.framing_zoom < 1 or self.tighten_negatives < 1:
+            raise CxrsegError("framing_zoom and tighten_negatives are factors of at least 1, got "
+                              f"{self.framing_zoom} and {self.tighten_negatives}")
+        if (self.framing_zoom > 1 or self.tighten_negatives > 1) and not self.batch_augment:
+            raise CxrsegError("framing_zoom and tighten_negatives are part of the batch augmentation: add --batch-augment")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise CxrsegError("ema must be a decay between 0 and 1, e.g. 0.999")
         for name in ("epochs", "batch_size"):

@@ -60,7 +60,8 @@ def train_batches(cfg: TrainConfig, train: ArrayBundle, roi: np.ndarray | None, 
     seed = cfg.seed + info.rank
     if cfg.batch_augment:  # one shuffle for all ranks (each takes its share); augmentation seeded per rank
         batches = DeviceBatches(train, cfg.stage, roi, spec, cfg.batch_size, device, shifts=cfg.shift_augment,
-                                seed=cfg.seed, rank=info.rank, world_size=info.world_size, framing_zoom=cfg.framing_zoom)
+                                seed=cfg.seed, rank=info.rank, world_size=info.world_size, framing_zoom=cfg.framing_zoom,
+                                tighten_negatives=cfg.tighten_negatives)
         return batches, batches
     train_ds = SegmentationDataset(train, cfg.stage, roi=roi, augment=True, seed=seed, spec=spec,
                                    shifts=cfg.shift_augment)
