@@ -20,9 +20,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_MARK + path.suffix, dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.close(fd)
         yield tmp_path
         # mkstemp makes the file 0600; give the result the permissions a plain open() would have.
         os.chmod(tmp_path, 0o666 & ~_UMASK)

@@ -264,3 +264,22 @@ def test_time_budget_is_refitted_on_the_second_epoch():
     assert epochs_within(370, [22.9, 7.0], 2000) == 2 + int((370 - 29.9) // 7.0)  # 50
     assert epochs_within(370, [22.9, 7.0], 30) == 30  # never past --epochs
     assert epochs_within(10, [22.9, 7.0], 2000) == 2  # over budget already: stop after the epochs done
+
+
+def test_an_interrupt_mid_write_leaves_no_temporary(tmp_path, monkeypatch):
+    """SIGTERM becomes KeyboardInterrupt anywhere, also between a temporary file's creation and its guard: fit()
+    clears what the interrupted write left before it re-raises (CI caught one such .log.csv temporary)."""
+    import cxrseg.training.loop as loop
+
+    out = tmp_path / "run"
+
+    def interrupted(cfg, info):
+        out.mkdir()
+        (out / ".log.csv.x1y2z3.tmp.csv").write_text("half a log")
+        (out / "notes.txt").write_text("not ours")
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(loop, "_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(TrainConfig(stage="lung", data=tmp_path, out=out, progress=False, device="cpu"))
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

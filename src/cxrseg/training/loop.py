@@ -157,6 +157,11 @@ def fit(cfg: TrainConfig) -> FitResult:
         info = ddp.init_distributed(use_cuda=device.type == "cuda")
         try:
             return _fit(cfg, info)
+        except KeyboardInterrupt:
+            # an interrupt can land between a temporary file's creation and the guard that removes it
+            if info.is_main and cfg.out.is_dir():
+                remove_stale_temps(cfg.out, OUTPUT_FILES)
+            raise
         finally:
             ddp.cleanup(info)
 
