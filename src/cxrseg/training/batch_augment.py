@@ -131,7 +131,8 @@ class BatchAugment:
             raise ValueError(f"framing_zoom is a factor of at least 1, got {framing_zoom}")
         self.spec, self.target, self.shifts = spec, target, shifts
         # with the affine, an isotropic zoom drawn log-uniformly from [1/framing_zoom, framing_zoom] (1: none): a
-        # tighter or wider field of view, so that how much of the frame the lungs fill is no cue (experiments row 74)
+        # tighter or wider field of view for every film alike (experiments row 78: it blurs the framing cue but does
+        # not remove it; DeviceBatches' tighten_negatives does)
         self.framing_zoom = framing_zoom
         self.flip_prob, self.affine_prob, self.shift_prob, self.jitter_prob = flip_prob, affine_prob, shift_prob, jitter_prob
         self.seed = seed

@@ -53,8 +53,8 @@ class ClassifierTrainConfig:
     # chance of one extra quality loss (blur, noise, down-sampling, JPEG) on films without COVID-19: COVID-QU-Ex's
     # COVID-19 films are the lower-quality ones, so without it a degraded film looks like COVID-19 (row 62)
     degrade_negatives: float = 0.0
-    # largest zoom in or out of the framing augmentation (1: off): COVID-QU-Ex's COVID-19 films are framed tighter,
-    # so without it a tightly framed film looks like COVID-19 (row 74)
+    # largest zoom in or out of the framing augmentation, for every film alike (1: off; row 78: not enough against
+    # the framing shortcut, which tighten_negatives takes out)
     framing_zoom: float = 1.0
     # largest zoom-in of the framing given to half the films without COVID-19 (1: off): matches their framing to
     # the COVID-19 films' tighter one, so framing is no cue (row 79)
