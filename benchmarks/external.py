@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from cxrseg.data.io import IMAGE_SUFFIXES, read_xray
-from cxrseg.evaluation.benchmark_io import emit, listed_rows
+from cxrseg.evaluation.benchmark_io import add_model_options, emit, listed_rows, pipeline_from_options
 from cxrseg.evaluation.metrics import roc_auc
 from cxrseg.inference.pipeline import TwoStagePipeline, resize_batch
-from cxrseg.models.store import describe_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXTERNAL = REPO.parent / "shared" / "external"
@@ -225,27 +224,13 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--external", type=Path, default=DEFAULT_EXTERNAL,
                     help="folder with manifest.csv (default ../shared/external)")
-    ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
-    ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
-    ap.add_argument("--classifier", default="auto",
-                    help="whole-film classifier beside the head: auto (the shipped one), none, or weights (as cxrseg predict)")
-    ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
-    ap.add_argument("--crop-borders", action="store_true",
-                    help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
-    ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as cxrseg predict)")
-    ap.add_argument("--accurate", action="store_true", help="the accurate mode (flip TTA, two stage-1 models)")
+    add_model_options(ap)
     ap.add_argument("--per-film", action="store_true", help="also a table with one row per film")
     ap.add_argument("--out", type=Path, default=None, help="also write the output here (Markdown)")
     a = ap.parse_args(argv)
 
     films = read_manifest(a.external)
-    models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
-    if a.accurate:
-        models += "; accurate mode (flip TTA, stage 1 the mean with lung-wide, its own thresholds)"
-    if a.classifier != "auto":
-        models += f"; classifier {a.classifier}"
-    pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                            crop_borders=a.crop_borders, accurate=a.accurate, classifier=a.classifier)
+    pipe, models = pipeline_from_options(a)
     t = time.perf_counter()
     opacity_source = run(pipe, films)
     s = summary(films)

@@ -34,10 +34,9 @@ from cxrseg.data.covidqu import find_dataset, require_samples, stratified_subset
 from cxrseg.data.dataset import load_arrays
 from cxrseg.data.io import XRay
 from cxrseg.data.shifts import BENCHMARK_SHIFTS, FRAMING_SHIFTS, framing
-from cxrseg.evaluation.benchmark_io import emit
+from cxrseg.evaluation.benchmark_io import add_model_options, emit, pipeline_from_options
 from cxrseg.evaluation.metrics import Counts, dice_per_image, summarize
 from cxrseg.inference.pipeline import TwoStagePipeline
-from cxrseg.models.store import describe_weights
 
 UNSHIFTED = "none (unshifted)"
 AIM_DICE_DROP = 0.05  # COVID-19 Dice may fall by at most this much under any one shift
@@ -146,15 +145,7 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="the COVID-QU-Ex folder")
     ap.add_argument("--split", default="Val")
-    ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
-    ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
-    ap.add_argument("--classifier", default="auto",
-                    help="whole-film classifier beside the head: auto (the shipped one), none, or weights (as cxrseg predict)")
-    ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
-    ap.add_argument("--crop-borders", action="store_true",
-                    help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
-    ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as cxrseg predict)")
-    ap.add_argument("--accurate", action="store_true", help="the accurate mode (flip TTA, two stage-1 models)")
+    add_model_options(ap)
     ap.add_argument("--max-images", type=int, default=None, help="a class-stratified subset of this many images")
     ap.add_argument("--shifts", default=None, help="comma-separated shift names (default: all)")
     ap.add_argument("--size", type=int, default=256, help="image size the split is read at (COVID-QU-Ex: 256)")
@@ -169,14 +160,7 @@ def main(argv: list[str] | None = None) -> str:
     samples = stratified_subset(all_samples, a.max_images, seed=0)
     bundle = load_arrays(samples, size=a.size)
     images = bundle.images.astype(np.float32) / 255.0
-    models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
-    if a.accurate:
-        models += "; accurate mode (flip TTA, stage 1 the mean with lung-wide, its own thresholds)"
-    if a.classifier != "auto":
-        models += f"; classifier {a.classifier}"
-    pipe = TwoStagePipeline.from_pretrained(a.lung_model, a.infection_model, backend=a.backend, precision=a.precision,
-                                          batch_size=a.batch_size, crop_borders=a.crop_borders, classifier=a.classifier,
-                                          accurate=a.accurate)
+    pipe, models = pipeline_from_options(a, batch_size=a.batch_size)
 
     rows: list[tuple[str, dict]] = []
     t0 = time.perf_counter()
