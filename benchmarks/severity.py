@@ -44,11 +44,12 @@ import numpy as np
 
 from cxrseg.data.io import XRay, read_xray
 from cxrseg.data.shifts import BENCHMARK_SHIFTS
+from cxrseg.evaluation.benchmark_io import add_model_options, pipeline_from_options
 from cxrseg.evaluation.severity_report import SWEEP, Film, analyse, card_block, plots, read_scores, update_card
 from cxrseg.inference.pipeline import COVID_STATUSES, TwoStagePipeline, resize_batch
 from cxrseg.inference.postprocess import clean_infection, split_lungs
 from cxrseg.inference.severity import CALIBRATED_FOR
-from cxrseg.models.store import describe_weights, shipped_weights, weights_digest
+from cxrseg.models.store import shipped_weights, weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCORES = REPO.parent / "shared" / "severity"
@@ -161,11 +162,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--scores", type=Path, default=DEFAULT_SCORES, help="folder with scores.csv and images/")
     ap.add_argument("--covid-status", default="positive", choices=COVID_STATUSES,
                     help="'positive' (default: confirmed patients, no veto) or 'unknown'")
-    ap.add_argument("--lung-model", type=Path, default=None, help="stage-1 weights (default: shipped)")
-    ap.add_argument("--infection-model", type=Path, default=None, help="stage-2 weights (default: shipped)")
-    ap.add_argument("--backend", default="auto", help="auto, torch or onnx")
-    ap.add_argument("--crop-borders", action="store_true",
-                    help="run the models inside flat edge bands only (cxrseg predict --crop-borders)")
+    add_model_options(ap)
     ap.add_argument("--out", type=Path, default=REPO / "docs", help="folder for the two PNGs (default docs/)")
     ap.add_argument("--covidqu", type=Path, default=None,
                     help="COVID-QU-Ex folder: compare the films also in it with their ground-truth masks")
@@ -177,21 +174,20 @@ def main(argv: list[str] | None = None) -> str:
                     help="store the agreement figures in the infection model's card (cxrseg info shows them)")
     args = ap.parse_args(argv)
 
+    if args.update_card and (args.shift or args.accurate or args.crop_borders):
+        raise SystemExit("--update-card records the default path's unshifted figures; run it without --shift, "
+                         "--accurate and --crop-borders")
     films = read_scores(args.scores)
-    pipe = TwoStagePipeline.from_pretrained(args.lung_model, args.infection_model, backend=args.backend,
-                                            batch_size=1, covid_status=args.covid_status, crop_borders=args.crop_borders)
+    pipe, models = pipeline_from_options(args, batch_size=1, covid_status=args.covid_status)
     start = time.time()
-    if args.shift and args.update_card:
-        raise SystemExit("--update-card records the unshifted figures; run it without --shift")
     run(pipe, films, args.covid_status, progress=not args.quiet, shift=args.shift)
     found = match_covidqu(films, args.covidqu) if args.covidqu else 0
-    key = models_key(pipe, args.lung_model, args.infection_model)
+    key = models_key(pipe, args.lung_model, args.infection_model) + ("; accurate mode" if args.accurate else "")
     text, figs = analyse(films, args.covid_status, pipe.image_threshold, calibrated=key == CALIBRATED_FOR)
     header = [
         f"command: python benchmarks/severity.py {shlex.join(argv if argv is not None else sys.argv[1:])}",
-        f"lung model: {describe_weights(args.lung_model, 'lung')}",
-        f"infection model: {describe_weights(args.infection_model, 'infection')} (pixel threshold "
-        f"{pipe.infection_threshold}, image threshold {pipe.image_threshold}, min area {pipe.min_area})",
+        f"models: {models} (pixel threshold {pipe.infection_threshold}, image threshold {pipe.image_threshold}, "
+        f"min area {pipe.min_area})",
         f"severity score calibrated for: {CALIBRATED_FOR}" + (" (these models)" if key == CALIBRATED_FOR else
                                                                f" (not these: {key})"),
         f"backend: {pipe.backend_name}; {len(films)} films in {time.time() - start:.0f} s"

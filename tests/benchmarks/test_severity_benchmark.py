@@ -136,3 +136,10 @@ def test_a_shift_is_applied_to_every_film_and_never_recorded_in_the_card(benchma
     assert films(shifted) != films(plain)  # the border changed what the films look like (density column)
     with pytest.raises(SystemExit, match="unshifted"):
         sev.main([*common, "--shift", "gamma 0.6", "--update-card"])
+
+
+@pytest.mark.parametrize("option", ["--accurate", "--crop-borders"])
+def test_the_card_records_the_default_path_only(benchmark_module, tmp_path, option):
+    sev = benchmark_module("severity")
+    with pytest.raises(SystemExit, match="default path"):
+        sev.main(["--scores", str(tmp_path / "nowhere"), "--no-plots", option, "--update-card"])
