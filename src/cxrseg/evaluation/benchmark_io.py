@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cxrseg.inference.pipeline import TwoStagePipeline
 from cxrseg.models.store import describe_weights
+
+if TYPE_CHECKING:  # the pipeline (torch, MONAI) loads only when a benchmark builds one
+    from cxrseg.inference.pipeline import TwoStagePipeline
 
 
 def add_model_options(ap: argparse.ArgumentParser) -> None:
@@ -29,6 +32,8 @@ def add_model_options(ap: argparse.ArgumentParser) -> None:
 def pipeline_from_options(a: argparse.Namespace, **kwargs) -> tuple[TwoStagePipeline, str]:
     """The pipeline :func:`add_model_options` chose (``kwargs`` go to ``from_pretrained`` too), and a line that
     names its models for the report's head."""
+    from cxrseg.inference.pipeline import TwoStagePipeline
+
     models = f"lung {describe_weights(a.lung_model, 'lung')}; infection {describe_weights(a.infection_model, 'infection')}"
     if a.accurate:
         models += "; accurate mode (flip TTA, stage 1 the mean with lung-wide, its own thresholds)"
