@@ -112,6 +112,10 @@ def predict(
     )
     _record_run(out, pipe)  # once the inputs were found: no folder for a typo
     typer.echo(f"{report.done} segmented, {report.skipped} already done, {len(report.failed)} failed -> {out}")
+    if report.doubtful:
+        typer.secho(f"{len(report.doubtful)} film(s) with doubtful lungs (low lung_confidence: perhaps not a frontal "
+                    f"chest X-ray, or inverted or rotated); see the note column of {out}/results.csv",
+                    fg=typer.colors.YELLOW, err=True)
     if dicom_seg:
         typer.echo(f"{report.dicom_segs} DICOM SEG file(s) written (STEM_seg.dcm, for DICOM inputs only)")
     if make_report:

@@ -226,7 +226,7 @@ def test_bad_files_raise_input_error_naming_the_file(tmp_path, name, content, wo
 
 def test_too_large_image_is_refused(tmp_path):
     path = tmp_path / "huge.png"
-    Image.fromarray(np.zeros((200, 300), np.uint8)).save(path)
+    Image.fromarray(np.resize(_ramp(), (200, 300))).save(path)
     with pytest.raises(InputFileError, match=r"huge\.png.*over the limit") as err:
         read_xray(path, max_pixels=200 * 300 - 1)
     assert err.value.kind == "too_large"
@@ -260,3 +260,20 @@ def test_read_mask_any_nonzero_is_foreground(tmp_path):
     (tmp_path / "bad.png").write_text("nope")
     with pytest.raises(InputFileError, match="bad.png"):
         read_mask(tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize("value, mode", [(0, "L"), (128, "L"), (40000, "I;16")])
+def test_blank_image_is_refused(tmp_path, value, mode):
+    path = tmp_path / "blank.png"
+    dtype = np.uint16 if mode == "I;16" else np.uint8
+    Image.fromarray(np.full((64, 80), value, dtype)).save(path)
+    with pytest.raises(InputFileError, match=r"blank\.png: image is blank") as err:
+        read_xray(path)
+    assert err.value.kind == "invalid"
+    assert np.ptp(read_xray(path, allow_blank=True).pixels) == 0  # a dataset's image is data: kept as it is
+
+
+def test_blank_dicom_is_refused(tmp_path):
+    path = _write_dicom(tmp_path / "blank.dcm", np.full((32, 32), 700, np.uint16))
+    with pytest.raises(InputFileError, match=r"blank\.dcm: image is blank"):
+        read_xray(path)

@@ -93,6 +93,8 @@ def test_report_of_a_real_predict_folder(predicted):
 
     # summary, models (from run.json: the tiny models), plots, failures
     assert "images segmented" in text and ">9<" in text
+    doubtful = sum("low confidence" in c["note"] for c in csv_rows)
+    assert re.search(rf"doubtful lungs \(low lung confidence; see the note\)</dt>\s*<dd>{doubtful}<", text)
     assert "recorded by the predict run (run.json)" in text
     assert "image-level head" in text  # the infection card's summary
     # infected %, grades, P(COVID-19), and the continuous severity score where results.csv has it

@@ -152,6 +152,7 @@ BAD_FILES = {
     "truncated-png": (truncated_png(), 422, "truncated"),
     "truncated-dicom": (dicom_bytes(xray_u8(8))[:600], 422, "DICOM"),
     "tiny": (encode(np.zeros((8, 8), np.uint8), "PNG"), 422, "at least 16x16"),
+    "blank": (encode(np.full((64, 64), 90, np.uint8), "PNG"), 422, "image is blank"),
 }
 
 
@@ -370,7 +371,8 @@ def test_covid_status_positive_skips_the_veto_and_bad_status_is_422(pipeline, mo
     assert unknown["covid_status"] == "unknown" and unknown["infected_pct"] == 0
     assert positive["covid_status"] == "positive" and positive["covid_like"] == "confirmed"
     assert positive["infected_pct"] == positive["opacity_pct"] == unknown["opacity_pct"]
-    assert (unknown["note"] != "") == (unknown["opacity_pct"] > 0)
+    assert ("not COVID-19-like" in unknown["note"]) == (unknown["opacity_pct"] > 0)
+    assert 0 <= unknown["lung_confidence"] <= 1
     assert bad.status_code == 422 and "detail" in bad.json()
 
 

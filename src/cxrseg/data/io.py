@@ -121,12 +121,22 @@ def _read_dicom(data: bytes, source: str, max_pixels: int) -> XRay:
     return XRay(out, source, dicom=ds)
 
 
-def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS) -> XRay:
-    """Decode an X-ray from bytes (any supported format); errors name ``source``."""
+def _with_content(xray: XRay, allow_blank: bool = False) -> XRay:
+    """``xray``, unless every pixel has one value: a blank film (or a failed export) has nothing to segment, and
+    the models would still draw lungs on it. ``allow_blank``: keep it (a dataset's image is data, not a request)."""
+    if not allow_blank and float(xray.pixels.max()) - float(xray.pixels.min()) < 1e-6:
+        value = float(xray.pixels.flat[0])
+        raise InputFileError(xray.source, f"image is blank (every pixel has the value {value:.3g})")
+    return xray
+
+
+def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS, allow_blank: bool = False) -> XRay:
+    """Decode an X-ray from bytes (any supported format); errors name ``source``. A blank image (one value
+    everywhere) is refused unless ``allow_blank``."""
     if not data:
         raise InputFileError(source, "file is empty", "empty")
     if is_dicom_bytes(data) or source.lower().endswith((".dcm", ".dicom")):
-        return _read_dicom(data, source, max_pixels)
+        return _with_content(_read_dicom(data, source, max_pixels), allow_blank)
     Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a clearer message
     try:
         img = Image.open(io.BytesIO(data))
@@ -140,11 +150,12 @@ def decode_xray(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIX
         raise InputFileError(source, "not an image (PNG, JPEG, TIFF, BMP or DICOM expected)", "not_image") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise InputFileError(source, f"corrupt or truncated image ({e})") from e
-    return _from_pil(img, source, max_pixels)
+    return _with_content(_from_pil(img, source, max_pixels), allow_blank)
 
 
-def read_xray(path: str | Path, max_pixels: int = MAX_PIXELS) -> XRay:
-    """Read an X-ray file; raises :class:`InputFileError` naming the file on any problem."""
+def read_xray(path: str | Path, max_pixels: int = MAX_PIXELS, allow_blank: bool = False) -> XRay:
+    """Read an X-ray file; raises :class:`InputFileError` naming the file on any problem (a blank image is one,
+    unless ``allow_blank``)."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "file not found", "missing")
@@ -154,7 +165,7 @@ def read_xray(path: str | Path, max_pixels: int = MAX_PIXELS) -> XRay:
         data = path.read_bytes()
     except OSError as e:
         raise InputFileError(path, f"cannot read ({e.strerror})") from e
-    return decode_xray(data, str(path), max_pixels)
+    return decode_xray(data, str(path), max_pixels, allow_blank)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -176,5 +187,5 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def read_gray_u8(path: str | Path) -> np.ndarray:
-    """Read a training image as uint8 (H, W), the form the in-memory dataset cache keeps."""
-    return np.round(read_xray(path).pixels * 255.0).astype(np.uint8)
+    """Read a training image as uint8 (H, W), the form the in-memory dataset cache keeps (blank images too)."""
+    return np.round(read_xray(path, allow_blank=True).pixels * 255.0).astype(np.uint8)

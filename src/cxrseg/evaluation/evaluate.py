@@ -107,7 +107,7 @@ def evaluate(
     batches = range(0, len(samples), pipeline.batch_size)
     for start in progress(batches) if progress else batches:
         chunk = samples[start : start + pipeline.batch_size]
-        xrays = [read_xray(s.image) for s in chunk]
+        xrays = [read_xray(s.image, allow_blank=True) for s in chunk]  # a dataset's film is scored whatever it is
         for s, seg in zip(chunk, pipeline.predict(xrays)):
             lung_gt = _mask_like(s.lung, seg.lung.shape)
             lung_parts.append(Counts.of(seg.lung, lung_gt))

@@ -46,6 +46,7 @@ class BatchReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     dicom_segs: int = 0  # STEM_seg.dcm files written (dicom_seg=True)
     notes: list[str] = field(default_factory=list)  # why some inputs got no DICOM SEG
+    doubtful: list[str] = field(default_factory=list)  # files whose lungs stage 1 found with low confidence
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -279,6 +280,8 @@ def predict_files(
     def save(items: list[tuple[Path, XRay]], done: ModelPass) -> int:
         segs = pipeline.finish([x for _, x in items], done)
         for (f, x), seg in zip(items, segs):
+            if seg.lungs_doubtful:
+                report.doubtful.append(str(f))
             write_outputs(out, stems[f], x, seg)
             if algorithms is not None:
                 save_dicom_seg(f, x, seg)

@@ -30,6 +30,7 @@ from cxrseg.data.roi import crop_resize, lung_box, paste_back
 from cxrseg.errors import CxrsegError
 from cxrseg.inference.backends import Backend, OnnxBackend, TorchBackend, choose, run_batched
 from cxrseg.inference.decision import FilmClassifier, combine, resolve_classifier
+from cxrseg.inference.lung_check import confidence_threshold, lung_confidence
 from cxrseg.inference.postprocess import clean_infection, clean_lung, split_lungs
 from cxrseg.inference.result import Segmentation
 from cxrseg.inference.severity import lung_densities, severity
@@ -67,6 +68,7 @@ class ModelSizeOutputs:
     image_prob: np.ndarray | None  # (N,) P(COVID-19) from the stage-2 head
     uncertainty: np.ndarray | None  # (N, S, S) std across TTA members
     vetoed: np.ndarray  # (N,) bool: the head judged the film not COVID-19-like (its opacity is not counted)
+    lung_confidence: np.ndarray | None = None  # (N,) stage 1's mean probability inside its mask (lung_check)
 
 
 @dataclass
@@ -133,6 +135,7 @@ class TwoStagePipeline:
         # (docs/experiments.md), since the models were trained on films with their bands.
         self.crop_borders = crop_borders
         self.lung_threshold = float(self.lung_card.get("threshold", 0.5))
+        self.lung_confidence_threshold = confidence_threshold(len(self.lung_members), self.tta)
         # An optional whole-film classifier averaged with the head (cxrseg.inference.decision); thresholds tuned with it
         # live in its card. TTA averages two predictions, which shifts the probabilities, and the accurate mode's lungs
         # move stage 2's input: each has its own tuned decision (the card's 'tta' or 'accurate' block), where the card
@@ -285,7 +288,7 @@ class TwoStagePipeline:
         for i in range(len(images)):
             kept = clean_infection(inf_prob[i] > self.infection_threshold, lung[i], self.min_area)
             inf_prob[i] = np.where(kept, inf_prob[i], np.minimum(inf_prob[i], self.infection_threshold) * lung[i])
-        return ModelSizeOutputs(lung_prob, lung, inf_prob, image_prob, unc, vetoed)
+        return ModelSizeOutputs(lung_prob, lung, inf_prob, image_prob, unc, vetoed, lung_confidence(lung_prob, lung))
 
     # -- public API ------------------------------------------------------------------------------
     def predict(self, xrays: list[XRay], covid_status: str | None = None) -> list[Segmentation]:
@@ -340,6 +343,8 @@ class TwoStagePipeline:
                     infection_probability=None if out.image_prob is None else float(out.image_prob[i]),
                     uncertainty=unc,
                     uncertainty_score=score,
+                    lung_confidence=None if out.lung_confidence is None else float(out.lung_confidence[i]),
+                    lung_confidence_threshold=self.lung_confidence_threshold,
                 )
             )
         return results

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxrseg.inference.lung_check import LOW_LUNG_CONFIDENCE, doubtful, lung_warning
 from cxrseg.inference.severity import SeverityFigures
 
 CSV_FIELDS = (
@@ -32,6 +33,7 @@ CSV_FIELDS = (
     "right_opacity_pct",
     "left_opacity_pct",
     "uncertainty",
+    "lung_confidence",
     "note",
 )
 
@@ -50,7 +52,9 @@ class Segmentation:
       'unknown'. With 'positive' (confirmed by the user) the judgement is skipped.
 
     ``uncertainty`` is a per-pixel map (std of the infection probability across test-time augmentations) and
-    ``uncertainty_score`` its mean inside the lung, both only with TTA.
+    ``uncertainty_score`` its mean inside the lung, both only with TTA. ``lung_confidence`` is stage 1's mean
+    probability inside its lung mask (:mod:`cxrseg.inference.lung_check`): low on inputs that are not frontal
+    chest X-rays, and on films whose lungs are likely wrong.
     """
 
     source: str
@@ -64,6 +68,8 @@ class Segmentation:
     opacity_figures: SeverityFigures | None = None
     covid_status: str = "unknown"
     image_threshold: float | None = None
+    lung_confidence: float | None = None
+    lung_confidence_threshold: float = LOW_LUNG_CONFIDENCE["plain"]  # below it the lungs are doubtful
 
     def __post_init__(self) -> None:
         if self.opacity is None:
@@ -82,15 +88,22 @@ class Segmentation:
         return bool(self.opacity.any()) and not self.infection.any()
 
     @property
+    def lungs_doubtful(self) -> bool:
+        """Stage 1 found the lungs with low confidence: perhaps not a frontal chest X-ray, or wrong lungs."""
+        return doubtful(self.lung_confidence, self.lung_confidence_threshold)
+
+    @property
     def note(self) -> str:
-        """One plain sentence for a reader whenever the two claims disagree; empty when they do not."""
-        if not self.vetoed or self.infection_probability is None:
-            return ""
-        return (
-            f"opacity in {self.opacity_figures.infected_pct:.1f}% of the lungs was judged not COVID-19-like "
-            f"(P(COVID-19) {self.infection_probability:.2f} < {self.image_threshold:.2f}), so it is not counted as "
-            f"COVID-19 infection; {VALIDATION_CAVEAT}"
-        )
+        """Plain sentences for a reader: the lungs were found with low confidence, or the two claims disagree
+        (opacity judged not COVID-19-like); empty when neither."""
+        notes = [lung_warning(self.lung_confidence, self.lung_confidence_threshold)]
+        if self.vetoed and self.infection_probability is not None:
+            notes.append(
+                f"opacity in {self.opacity_figures.infected_pct:.1f}% of the lungs was judged not COVID-19-like "
+                f"(P(COVID-19) {self.infection_probability:.2f} < {self.image_threshold:.2f}), so it is not counted "
+                f"as COVID-19 infection; {VALIDATION_CAVEAT}"
+            )
+        return "; ".join(n for n in notes if n)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -108,6 +121,7 @@ class Segmentation:
         r["opacity_pct"], r["right_opacity_pct"], r["left_opacity_pct"] = (
             of.infected_pct, of.right_infected_pct, of.left_infected_pct)
         r["uncertainty"] = None if self.uncertainty_score is None else round(self.uncertainty_score, 5)
+        r["lung_confidence"] = None if self.lung_confidence is None else round(self.lung_confidence, 4)
         r["note"] = self.note
         return r
 

@@ -27,7 +27,8 @@ KNOWN_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("covid_like", "COVID-like", "text", "the head's call at its threshold; 'confirmed' when the status was positive"),
     ("covid_status", "COVID-19 status", "text", "what was known of the patient's COVID-19 status"),
     ("uncertainty", "uncertainty", "num", "mean TTA uncertainty inside the lung (--tta runs)"),
-    ("note", "note", "text", "why opacity was found but not counted as COVID-19 infection"),
+    ("lung_confidence", "lung conf.", "num", "stage 1's mean probability inside its lung mask; under 0.96 doubtful"),
+    ("note", "note", "text", "doubtful lungs, or why opacity was not counted as COVID-19 infection"),
     ("lung_area_px", "lung px", "int", "lung area in pixels"),
     ("infection_area_px", "infection px", "int", "infection area in pixels"),
 )

@@ -28,6 +28,9 @@ def summary_items(data: FolderData) -> list[tuple[str, str]]:
     probs = column_values(data.rows, "infection_probability")
     if probs:
         items.append(("median P(COVID-19)", f"{statistics.median(probs):.3f}"))
+    if column_values(data.rows, "lung_confidence"):  # written by cxrseg predict since lung_check; not by older runs
+        doubtful = sum("low confidence" in (r.get("note") or "") for r in data.rows)
+        items.append(("doubtful lungs (low lung confidence; see the note)", f"{doubtful:,}"))
     if column_values(data.rows, "uncertainty"):
         items.append(("test-time augmentation", "yes (uncertainty recorded)"))
     statuses = [r.get("covid_status") for r in data.rows if r.get("covid_status")]

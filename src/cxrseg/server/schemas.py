@@ -39,7 +39,10 @@ class Figures(BaseModel):
     right_opacity_pct: float
     left_opacity_pct: float
     uncertainty: float | None = Field(description="mean TTA spread inside the lung, only with TTA")
-    note: str = Field(description="a sentence when opacity was found but not counted as COVID-19 infection")
+    lung_confidence: float | None = Field(
+        description="stage 1's mean lung probability inside its mask, 0-1; under 0.96 the lungs are doubtful")
+    note: str = Field(description="sentences when the lungs are doubtful, or opacity was not counted as COVID-19 "
+                      "infection; empty otherwise")
     severity_convention: str
 
 
