@@ -68,7 +68,7 @@ class ModelSizeOutputs:
     image_prob: np.ndarray | None  # (N,) P(COVID-19) from the stage-2 head
     uncertainty: np.ndarray | None  # (N, S, S) std across TTA members
     vetoed: np.ndarray  # (N,) bool: the head judged the film not COVID-19-like (its opacity is not counted)
-    lung_confidence: np.ndarray | None = None  # (N,) stage 1's mean probability inside its mask (lung_check)
+    lung_confidence: np.ndarray  # (N,) stage 1's mean probability inside its mask (lung_check)
 
 
 @dataclass
@@ -343,7 +343,7 @@ class TwoStagePipeline:
                     infection_probability=None if out.image_prob is None else float(out.image_prob[i]),
                     uncertainty=unc,
                     uncertainty_score=score,
-                    lung_confidence=None if out.lung_confidence is None else float(out.lung_confidence[i]),
+                    lung_confidence=float(out.lung_confidence[i]),
                     lung_confidence_threshold=self.lung_confidence_threshold,
                 )
             )

@@ -40,7 +40,8 @@ class Figures(BaseModel):
     left_opacity_pct: float
     uncertainty: float | None = Field(description="mean TTA spread inside the lung, only with TTA")
     lung_confidence: float | None = Field(
-        description="stage 1's mean lung probability inside its mask, 0-1; under 0.96 the lungs are doubtful")
+        description="stage 1's mean lung probability inside its mask, 0-1; the lungs are doubtful below 0.96 "
+                    "(0.95 with TTA, 0.94 in the accurate mode), and the note says so")
     note: str = Field(description="sentences when the lungs are doubtful, or opacity was not counted as COVID-19 "
                       "infection; empty otherwise")
     severity_convention: str
