@@ -3,7 +3,7 @@
 ``lung_confidence`` is stage 1's mean lung probability inside its own cleaned lung mask, at the model grid. On
 COVID-QU-Ex Val it ranks the films by their true lung Dice (Spearman 0.87), and inputs that are not an upright
 frontal chest X-ray (noise, photographs, inverted, rotated or upside-down films, a mask file given as an image)
-score below nearly every real film. Measured by ``python benchmarks/input_check.py`` (README, "Input check").
+score below nearly every real film. Measured by ``python benchmarks/input_check.py`` (README: what `predict` writes; docs/input_check*.md).
 """
 
 from __future__ import annotations
