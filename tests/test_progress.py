@@ -157,8 +157,10 @@ def test_predict_quiet_prints_only_the_summary(tiny_models, synthetic_root, tmp_
     result = CliRunner().invoke(app, predict_args(tiny_models, synthetic_root, tmp_path, "--quiet"))
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines() == [f"3 segmented, 0 already done, 1 failed -> {tmp_path / 'out'}"]
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
-        f"1 file(s) could not be read; see {tmp_path / 'out'}/failed*.csv"]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == f"1 file(s) could not be read; see {tmp_path / 'out'}/failed*.csv"
+    # the tiny models may be unsure of the phantoms' lungs: that count is part of the summary too
+    assert len(lines) <= 2 and all(" film(s) with doubtful lungs " in line for line in lines[:-1])
 
 
 def test_iterate_yields_everything_and_prints_plain_lines_with_the_postfix():
