@@ -29,8 +29,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, stats
 
-from cxrseg.data.io import IMAGE_SUFFIXES, XRay, read_mask, read_xray
+from cxrseg.data.io import XRay, read_mask, read_xray
+from cxrseg.errors import CxrsegError
 from cxrseg.evaluation.benchmark_io import add_model_options, emit, pipeline_from_options
+from cxrseg.evaluation.metrics import Counts, dice_per_image
+from cxrseg.inference.batch import collect_inputs
 from cxrseg.inference.pipeline import resize_batch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +41,11 @@ SHARED = REPO.parent / "shared"
 
 
 def films_in(folder: Path) -> list[Path]:
-    """The image files anywhere below ``folder`` (none when it is missing)."""
-    if not folder.is_dir():
+    """The image files anywhere below ``folder``, as ``cxrseg predict`` finds them (none when it is missing)."""
+    try:
+        return collect_inputs([folder]) if folder.is_dir() else []
+    except CxrsegError:  # a folder without images
         return []
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def confidences(pipe, xrays: list[XRay], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +114,7 @@ def main(argv: list[str] | None = None) -> str:
     conf, lungs = confidences(pipe, val)
     truth = np.stack([read_mask(s.lung) for s in samples]).astype(np.float32)
     truth = resize_batch(truth, lungs.shape[1:]) > 0.5  # onto the model grid (COVID-QU-Ex's 256: unchanged)
-    inter = (truth & lungs).sum(axis=(1, 2))
-    dice = 2 * inter / np.maximum(truth.sum(axis=(1, 2)) + lungs.sum(axis=(1, 2)), 1)
+    dice = dice_per_image(Counts.of(lungs, truth))
 
     text = (f"# lung_confidence on real films and on wrong inputs\n\n`python benchmarks/input_check.py "
             f"{shlex.join(argv if argv is not None else sys.argv[1:])}`\n\nmodels: {models}\n\n"
