@@ -62,6 +62,10 @@ def train(
     tighten_negatives: Annotated[float, typer.Option(
         help="with --batch-augment: half the films without COVID-19 framed tighter, zoomed in by up to this factor, "
              "e.g. 1.25 (1: off; against the framing shortcut)")] = 1.0,
+    distill_from: Annotated[Optional[list[Path]], typer.Option(
+        help="teacher weights (repeat for an ensemble): their mean probability on each training batch is a second, "
+             "soft target (knowledge distillation)")] = None,
+    distill_weight: Annotated[float, typer.Option(help="weight of the distillation loss")] = 1.0,
     ema: Annotated[Optional[float], typer.Option(help="validate and save an EMA of the weights with this decay")] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="seconds: fit the epochs to this, timed on epoch 1")] = None,
 ) -> None:
@@ -87,7 +91,7 @@ def train(
         class_loss_weight=class_loss_weight, max_train=max_train, max_val=max_val, num_workers=workers,
         device=device, resume=resume, precision=precision, shift_augment=shift_augment, ema=ema,
         time_budget_s=time_budget, batch_augment=batch_augment, framing_zoom=framing_zoom,
-        tighten_negatives=tighten_negatives,
+        tighten_negatives=tighten_negatives, distill_from=tuple(distill_from or ()), distill_weight=distill_weight,
         command="cxrseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     result = fit(cfg)

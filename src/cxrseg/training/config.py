@@ -47,6 +47,8 @@ class TrainConfig:
     batch_augment: bool = False  # augment whole batches on the device (GPU) instead of per sample in workers
     framing_zoom: float = 1.0  # batch augmentation: an isotropic zoom in or out up to this factor (1: off; row 78)
     tighten_negatives: float = 1.0  # batch augmentation: half the negatives framed tighter, up to this zoom (row 79)
+    distill_from: tuple[Path, ...] = ()  # teacher weights: their mean probability is a soft target too (distill)
+    distill_weight: float = 1.0  # weight of the distillation loss beside the ground-truth loss
     ema: float | None = None  # keep an exponential moving average of the weights (e.g. 0.999); validate and save it
     time_budget_s: float | None = None  # fit the schedule to this many seconds, measured on the first epoch
     progress: bool = True
@@ -68,13 +70,17 @@ class TrainConfig:
                               f"{self.framing_zoom} and {self.tighten_negatives}")
         if (self.framing_zoom > 1 or self.tighten_negatives > 1) and not self.batch_augment:
             raise CxrsegError("framing_zoom and tighten_negatives are part of the batch augmentation: add --batch-augment")
+        if self.distill_weight < 0:
+            raise CxrsegError(f"distill_weight must be at least 0, got {self.distill_weight}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise CxrsegError("ema must be a decay between 0 and 1, e.g. 0.999")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise CxrsegError(f"{name} must be at least 1")
         self.data, self.out = Path(self.data), Path(self.out)
+        self.distill_from = tuple(Path(p) for p in self.distill_from)
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["distill_from"] = [str(p) for p in self.distill_from]
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

@@ -37,6 +37,7 @@ from cxrseg.progress import ProgressReporter
 from cxrseg.models.store import default_card, load_model, save_model, shipped_weights, weights_digest
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
+from cxrseg.training.distill import Teacher, distill_loss
 from cxrseg.training.data import load_split, predicted_lung_roi, train_batches
 from cxrseg.training.losses import build_loss
 
@@ -184,6 +185,10 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         ancestry = _transfer(model, cfg.init_from)
         if show:
             say(f"transfer: {ancestry['tensors_copied']} tensors copied from {cfg.init_from}")
+    amp_dtype = autocast_dtype(cfg.precision, device)  # the loss and the optimizer state stay fp32
+    teacher = Teacher(cfg.distill_from, cfg.model, cfg.size, device, amp_dtype, cfg.stage) if cfg.distill_from else None
+    if teacher is not None and show:
+        say(f"distillation: the mean of {len(cfg.distill_from)} teacher(s), weight {cfg.distill_weight}")
     lung_path = cfg.lung_model or shipped_weights("lung")
     lung_model, lung_card = load_model(lung_path) if cfg.stage == "infection" and cfg.roi == "predicted" else (None, {})
 
@@ -217,7 +222,6 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
     scheduler = _one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
     seg_loss = build_loss(cfg.loss)
     cls_loss = torch.nn.BCEWithLogitsLoss()
-    amp_dtype = autocast_dtype(cfg.precision, device)  # the loss and the optimizer state stay fp32
     ema = _ema_model(model, cfg.ema) if cfg.ema else None
     planned = cfg.epochs  # lowered after epoch 1 when a time budget is set
 
@@ -269,7 +273,7 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
         net.train()
         if sampler is not None:
             sampler.set_epoch(epoch)  # the DistributedSampler's or DeviceBatches' shuffle (and augmentation)
-        totals = {"loss": 0.0, "seg_loss": 0.0, "cls_loss": 0.0}
+        totals = {"loss": 0.0, "seg_loss": 0.0, "cls_loss": 0.0, **({"distill_loss": 0.0} if teacher else {})}
         n_batches = 0
         shown = ProgressReporter(f"{cfg.stage} epoch {epoch + 1}/{planned}", unit="batch", quiet=not show)
         for batch in shown.iterate(train_loader):
@@ -279,6 +283,10 @@ def _fit(cfg: TrainConfig, info: ddp.DistInfo) -> FitResult:
             ls = seg_loss(seg.float(), y)
             lc = cls_loss(cls.float(), batch["has_infection"].to(device)) if cls is not None else torch.zeros((), device=device)
             loss = ls + cfg.class_loss_weight * lc
+            if teacher is not None:
+                ld = distill_loss(seg.float(), teacher(x))
+                loss = loss + cfg.distill_weight * ld
+                totals["distill_loss"] += ld.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
