@@ -46,6 +46,17 @@ def test_a_stage1_teacher_brings_its_own_normalisation(tmp_path):
         torch.testing.assert_close(soft, torch.sigmoid(model(equalize_batch(x))), atol=1e-5, rtol=0)
 
 
+def test_a_teacher_with_the_students_normalisation_reads_the_batch_as_it_is(tmp_path):
+    """A stage-2 batch is already equalised (and has two channels): the teacher must not equalise it again."""
+    cfg = ModelConfig(channels=(4, 8), classifier=True, roi_input="image_and_mask", input_norm="equalize")
+    path, model = _saved(tmp_path, "s2", "infection", cfg)
+    x = torch.rand(2, 2, 32, 32)
+    soft = Teacher([path], cfg, 32, CPU, stage="infection")(x)
+    with torch.no_grad():
+        seg, _ = model(x)
+    torch.testing.assert_close(soft, torch.sigmoid(seg), atol=1e-5, rtol=0)
+
+
 def test_a_teacher_that_reads_another_input_is_refused_by_name(tmp_path):
     student = ModelConfig(channels=(4, 8), classifier=True, roi_input="image_and_mask")
     other, _ = _saved(tmp_path, "masked", "infection", ModelConfig(channels=(4, 8), classifier=True))

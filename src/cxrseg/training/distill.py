@@ -30,7 +30,7 @@ class Teacher:
         if not paths:
             raise CxrsegError("distillation needs at least one teacher model")
         self.paths = [Path(p) for p in paths]
-        self.models = []
+        self.models: list[tuple[torch.nn.Module, bool]] = []  # (network, equalise the batch for it first)
         own_norm = stage == "lung" and student.input_norm == "none"
         for path in self.paths:
             model, card = load_model(path)
@@ -42,7 +42,8 @@ class Teacher:
             teacher_size = int(card.get("input_size", size))
             if teacher_size != size:
                 raise CxrsegError(f"{path}: teacher runs at {teacher_size} px but the student trains at {size}")
-            self.models.append(model.to(device).eval().requires_grad_(False))
+            equalise = model.config.input_norm == "equalize" and student.input_norm != "equalize"
+            self.models.append((model.to(device).eval().requires_grad_(False), equalise))
         self.device = device
         self.amp_dtype = amp_dtype
 
@@ -51,8 +52,8 @@ class Teacher:
         """(B, 1, S, S) float32 probabilities in [0, 1] for the student's input batch ``x``."""
         total = None
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
-            for model in self.models:
-                seg, _ = split_outputs(model(equalize_batch(x) if model.config.input_norm == "equalize" else x))
+            for model, equalise in self.models:
+                seg, _ = split_outputs(model(equalize_batch(x) if equalise else x))
                 p = torch.sigmoid(seg.float())
                 total = p if total is None else total + p
         return total / len(self.models)
