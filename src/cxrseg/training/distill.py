@@ -29,10 +29,9 @@ class Teacher:
                  amp_dtype: torch.dtype | None = None, stage: str = "infection") -> None:
         if not paths:
             raise CxrsegError("distillation needs at least one teacher model")
-        self.paths = [Path(p) for p in paths]
         self.models: list[tuple[torch.nn.Module, bool]] = []  # (network, equalise the batch for it first)
         own_norm = stage == "lung" and student.input_norm == "none"
-        for path in self.paths:
+        for path in map(Path, paths):
             model, card = load_model(path)
             for name in (f for f in _INPUT_FIELDS if not (own_norm and f == "input_norm")):
                 theirs, ours = getattr(model.config, name), getattr(student, name)

@@ -37,8 +37,8 @@ from cxrseg.progress import ProgressReporter
 from cxrseg.models.store import default_card, load_model, save_model, shipped_weights, weights_digest
 from cxrseg.training import distributed as ddp
 from cxrseg.training.config import TrainConfig
-from cxrseg.training.distill import Teacher, distill_loss
 from cxrseg.training.data import load_split, predicted_lung_roi, train_batches
+from cxrseg.training.distill import Teacher, distill_loss
 from cxrseg.training.losses import build_loss
 
 
